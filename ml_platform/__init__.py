@@ -1,0 +1,1 @@
+"""ml_platform: an orchestrator-native MLOps platform on Dagster."""

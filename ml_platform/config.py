@@ -1,0 +1,243 @@
+"""The project config: one YAML file that describes the model a team runs.
+
+Validated once into `ProjectConfig`. Every error is a `ConfigError` whose message names the file,
+the field and what is wrong, e.g.
+`ml_platform.yaml: training.estimator.class: 'sklearn.ensemble.RandomForest' is not importable
+(did you mean RandomForestClassifier?)`.
+
+Only the standard library, pydantic and yaml are imported here: the config is read by the CLI and
+by runs, and must stay cheap.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import importlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+ColumnType = Literal["integer", "number", "category", "boolean", "string", "date", "datetime"]
+
+
+class ConfigError(ValueError):
+    """The project config is missing, unreadable or invalid."""
+
+
+class _Strict(BaseModel):
+    # A typo in a field name is an error, not a silently ignored key.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSection(_Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="Registered model name (snake_case).")
+    owner: str = "ml-platform-team"
+    description: str = ""
+
+
+class DemoSource(_Strict):
+    rows_per_batch: int = Field(5000, gt=0)
+    seed: int = 7
+    data_drift_from_batch: int | None = Field(None, ge=1)
+    concept_drift_from_batch: int | None = Field(None, ge=1)
+
+
+class SourceSection(_Strict):
+    kind: Literal["demo", "file", "table"] = "demo"
+    demo: DemoSource = DemoSource()
+    path: str | None = Field(None, description="CSV or Parquet file (kind: file); relative to the config file.")
+    table: str | None = Field(None, description="Warehouse table (kind: table), e.g. landing.customers.")
+
+    @model_validator(mode="after")
+    def _location_given(self) -> SourceSection:
+        if self.kind == "file" and not self.path:
+            raise ValueError("kind 'file' needs a 'path'")
+        if self.kind == "table" and not self.table:
+            raise ValueError("kind 'table' needs a 'table'")
+        return self
+
+
+class ColumnContract(_Strict):
+    type: ColumnType
+    max_null_fraction: float = Field(0.0, ge=0, le=1)
+    min: float | None = None
+    max: float | None = None
+    allowed: list[Any] | None = Field(None, description="Allowed values (category columns).")
+
+    @model_validator(mode="after")
+    def _range_ordered(self) -> ColumnContract:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        return self
+
+
+class DataSection(_Strict):
+    source: SourceSection = SourceSection()
+    target: str
+    labels: list[Any] = Field(min_length=2, description="The exact set of target labels expected.")
+    positive_label: Any
+    id_column: str | None = None
+    timestamp_column: str | None = None
+    exclude_columns: list[str] = []
+    sensitive_column: str | None = None
+    min_rows: int = Field(1, ge=1)
+    columns: dict[str, ColumnContract] = Field(min_length=1, description="The data contract, one entry per column.")
+
+    @model_validator(mode="after")
+    def _columns_known(self) -> DataSection:
+        known = set(self.columns)
+        named = {
+            "target": [self.target],
+            "id_column": [self.id_column],
+            "timestamp_column": [self.timestamp_column],
+            "sensitive_column": [self.sensitive_column],
+            "exclude_columns": self.exclude_columns,
+        }
+        for field, cols in named.items():
+            for col in cols:
+                if col is not None and col not in known:
+                    hint = difflib.get_close_matches(col, known, n=1)
+                    raise ValueError(
+                        f"{field}: column '{col}' is not in data.columns"
+                        + (f" (did you mean '{hint[0]}'?)" if hint else "")
+                    )
+        if self.positive_label not in self.labels:
+            raise ValueError(f"positive_label {self.positive_label!r} is not one of labels {self.labels}")
+        return self
+
+    @property
+    def feature_columns_raw(self) -> list[str]:
+        """Columns of the raw batch that are inputs (not target, id, timestamp or excluded)."""
+        skip = {self.target, self.id_column, self.timestamp_column, *self.exclude_columns}
+        return [c for c in self.columns if c not in skip]
+
+
+class FeaturesSection(_Strict):
+    dbt_model: str = Field(description="The dbt model that builds the feature table.")
+
+
+class EstimatorSpec(_Strict):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    class_: str | None = Field(None, alias="class", description="Import path of a scikit-learn estimator.")
+    pipeline: str | None = Field(
+        None, description="Import path 'module:function' of a function returning a scikit-learn Pipeline."
+    )
+    params: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _one_of(self) -> EstimatorSpec:
+        if bool(self.class_) == bool(self.pipeline):
+            raise ValueError("give exactly one of 'class' (an estimator) or 'pipeline' (a factory function)")
+        return self
+
+
+class TrainingSection(_Strict):
+    seed: int = 42
+    holdout_fraction: float = Field(0.2, gt=0, lt=1)
+    estimator: EstimatorSpec
+    trusted_types: list[str] = Field(
+        [], description="Extra types skops may load for this model (your own transformers)."
+    )
+
+
+class GateSection(_Strict):
+    metric: Literal["roc_auc", "f1", "neg_log_loss", "neg_brier"] = "roc_auc"
+    min_improvement: float = Field(0.0, ge=0, description="Margin by which a challenger must beat the champion.")
+    floor: float = Field(0.5, ge=0, le=1, description="The first model's metric must reach this.")
+    baseline_margin: float = Field(0.01, ge=0, description="How much the first model must beat a trivial baseline.")
+    max_latency_p99_ms: float = Field(200.0, gt=0)
+    max_calibration_error: float = Field(0.1, gt=0, le=1)
+    max_fairness_gap: float = Field(0.2, gt=0, le=1)
+
+
+class DriftSection(_Strict):
+    drifted_share_threshold: float = Field(0.3, gt=0, le=1, description="Dataset drift when this share of columns drift.")
+    sample_rows: int = Field(20000, gt=100, description="Seeded sample size per side for the drift report.")
+
+
+class ProjectConfig(_Strict):
+    model: ModelSection
+    data: DataSection
+    features: FeaturesSection
+    training: TrainingSection
+    gate: GateSection = GateSection()
+    drift: DriftSection = DriftSection()
+    # Where the config was read from; relative paths in it resolve against this folder.
+    source_file: Path = Field(Path("ml_platform.yaml"), exclude=True)
+
+    @property
+    def raw_table(self) -> str:
+        """Warehouse table of validated raw batches (the dbt source)."""
+        return f"raw.{self.model.name}_batches"
+
+    def source_path(self) -> Path:
+        assert self.data.source.path is not None
+        path = Path(self.data.source.path).expanduser()
+        return path if path.is_absolute() else (self.source_file.parent / path).resolve()
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the config content (recorded with each model version)."""
+        blob = json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def load_config(path: str | Path, *, check_imports: bool = True) -> ProjectConfig:
+    """Read and validate a config file. `check_imports` also checks the estimator import path."""
+    path = Path(path)
+    name = str(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{name}: config file not found (set --config or ML_PLATFORM_CONFIG)") from None
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read config file: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{name}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{name}: expected a mapping at the top level, got {type(raw).__name__}")
+    try:
+        config = ProjectConfig.model_validate({**raw, "source_file": path.resolve()})
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(name, exc)) from None
+    if check_imports:
+        resolve_estimator(config)
+    return config
+
+
+def resolve_estimator(config: ProjectConfig) -> Any:
+    """Import the configured estimator class or pipeline factory; a clear ConfigError if it is not importable."""
+    spec = config.training.estimator
+    field = "training.estimator.class" if spec.class_ else "training.estimator.pipeline"
+    target = spec.class_ or spec.pipeline or ""
+    module_name, sep, attr = target.partition(":") if ":" in target else target.rpartition(".")
+    where = f"{config.source_file.name}: {field}: '{target}'"
+    if not module_name or not attr:
+        raise ConfigError(f"{where} is not an import path like 'package.module.Name' or 'package.module:function'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"{where} is not importable: module '{module_name}' not found ({exc})") from None
+    obj = getattr(module, attr, None)
+    if obj is None:
+        hint = difflib.get_close_matches(attr, [n for n in dir(module) if not n.startswith("_")], n=1)
+        raise ConfigError(
+            f"{where} is not importable" + (f" (did you mean {hint[0]}?)" if hint else f": no '{attr}' in {module_name}")
+        )
+    if not callable(obj):
+        raise ConfigError(f"{where} is not callable")
+    return obj
+
+
+def _format_errors(name: str, exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"] if p != "__root__")
+        msg = err["msg"].removeprefix("Value error, ")
+        got = err.get("input")
+        detail = f" (got {got!r})" if err["type"] not in {"missing", "value_error"} and not isinstance(got, dict) else ""
+        lines.append(f"{name}: {loc or '(top level)'}: {msg}{detail}")
+    return "\n".join(lines)

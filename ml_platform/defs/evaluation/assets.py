@@ -1,0 +1,77 @@
+"""Evaluation: the registered model version, scored on the frozen holdout; report and plots for people."""
+
+import json
+from pathlib import Path
+
+import dagster as dg
+
+from ml_platform.lib.evaluation import baseline_metrics, evaluate_classifier, png_markdown, render_report_html
+from ml_platform.lib.modeling import model_inputs, split_training_data
+from ml_platform.lib.snapshots import read_snapshot
+from ml_platform.resources import ModelRegistry, ProjectResource
+
+
+def evaluate_on_holdout(model, split, cfg, latency_rows: int = 100):
+    """Evaluate any registered model on this split's holdout, using the inputs the model was trained on."""
+    columns = list(getattr(model, "feature_names_in_", split.feature_columns))
+    sensitive = cfg.data.sensitive_column
+    return evaluate_classifier(
+        model,
+        model_inputs(split.holdout, columns),
+        split.y_holdout.reset_index(drop=True),
+        positive_label=cfg.data.positive_label,
+        sensitive=split.holdout[sensitive] if sensitive else None,
+        latency_rows=latency_rows,
+    )
+
+
+@dg.asset(
+    group_name="evaluation",
+    kinds={"mlflow"},
+    owners=["team:ml-platform"],
+    description="Holdout metrics of the newly registered version (ROC AUC, F1, log loss, Brier, calibration "
+    "error, per-row latency p99, fairness gap), ROC and calibration plots, and a JSON + HTML report.",
+)
+def model_evaluation(context: dg.AssetExecutionContext, project: ProjectResource, registry: ModelRegistry,
+                     trained_model: dict) -> dict:
+    cfg = project.config()
+    data = trained_model["training_data"]
+    split = split_training_data(read_snapshot(Path(data["path"]), data["sha256"]), cfg)
+    # Evaluate what the registry holds, not the object in memory: that is what will be served.
+    model = registry.load_model(cfg.model.name, trained_model["version"])
+    evaluation = evaluate_on_holdout(model, split, cfg)
+    baseline = baseline_metrics(split.y_train, split.y_holdout, cfg.data.positive_label)
+
+    out = project.paths().reports / "evaluation" / f"{cfg.model.name}-v{trained_model['version']}"
+    out.mkdir(parents=True, exist_ok=True)
+    report = {"model": cfg.model.name, "version": trained_model["version"], "run_id": trained_model["run_id"],
+              **evaluation.to_json(), "baseline": baseline}
+    (out / "evaluation.json").write_text(json.dumps(report, indent=2, default=float))
+    (out / "evaluation.html").write_text(render_report_html(
+        f"{cfg.model.name} v{trained_model['version']} — holdout evaluation", evaluation,
+        extra={"baseline (prior only)": baseline, "training data": data["sha256"][:12]},
+    ))
+    (out / "roc.png").write_bytes(evaluation.roc_png)
+    (out / "calibration.png").write_bytes(evaluation.calibration_png)
+    registry.log_to_run(
+        trained_model["run_id"],
+        metrics={f"holdout_{k}": v for k, v in evaluation.metrics.items()},
+        files=[out / name for name in ("evaluation.json", "evaluation.html", "roc.png", "calibration.png")],
+        artifact_dir="evaluation",
+    )
+    report_uri = registry.artifact_uri(trained_model["run_id"], "evaluation/evaluation.html")
+    registry.tag_version(cfg.model.name, trained_model["version"], {"evaluation_report": report_uri})
+
+    context.add_output_metadata({
+        **{k: dg.MetadataValue.float(float(v)) for k, v in evaluation.metrics.items()},
+        "baseline_roc_auc": float(baseline["roc_auc"]),
+        "model_version": trained_model["version"],
+        "report_html": dg.MetadataValue.path(str(out / "evaluation.html")),
+        "report_mlflow_uri": dg.MetadataValue.url(report_uri) if report_uri.startswith("http") else report_uri,
+        "plots": dg.MetadataValue.md(
+            png_markdown(evaluation.roc_png, "ROC curve") + "\n\n" + png_markdown(evaluation.calibration_png, "Calibration")
+        ),
+    })
+    return {"version": trained_model["version"], "run_id": trained_model["run_id"], "metrics": evaluation.metrics,
+            "by_group": evaluation.by_group, "baseline": baseline, "report_path": str(out / "evaluation.html"),
+            "report_uri": report_uri, "training_data": data}

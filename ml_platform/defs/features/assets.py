@@ -1,0 +1,31 @@
+"""Features: the dbt project builds the feature table from the validated batches; dbt tests are asset checks."""
+
+from collections.abc import Mapping
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
+
+from ml_platform.defs.features.project import feature_project
+from ml_platform.resources import ProjectResource
+
+
+class FeatureTranslator(DagsterDbtTranslator):
+    """All dbt key, group and owner decisions live here."""
+
+    def get_asset_spec(self, manifest: Mapping[str, Any], unique_id: str, project: Any) -> dg.AssetSpec:
+        spec = super().get_asset_spec(manifest, unique_id, project)
+        if unique_id.startswith("source."):
+            # The dbt source raw.<model>_batches is the table the validation stage writes.
+            return spec.replace_attributes(key=dg.AssetKey("validated_batches"))
+        return spec.replace_attributes(group_name="features", owners=["team:ml-platform"])
+
+
+@dbt_assets(
+    manifest=feature_project().manifest_path,
+    project=feature_project(),
+    dagster_dbt_translator=FeatureTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True)),
+)
+def feature_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, project: ProjectResource):
+    project.paths()  # exports ML_PLATFORM_HOME, which dbt's profile reads for the warehouse location
+    yield from dbt.cli(["build"], context=context).stream()

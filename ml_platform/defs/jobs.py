@@ -1,0 +1,15 @@
+"""The lifecycle job: every asset, in one process (DuckDB takes one writing process at a time)."""
+
+import dagster as dg
+
+lifecycle_job = dg.define_asset_job(
+    "lifecycle",
+    selection=dg.AssetSelection.all(),
+    executor_def=dg.in_process_executor,
+    description="ingest → validate → features → train → evaluate → register → gate → score → drift",
+)
+
+
+@dg.definitions
+def jobs() -> dg.Definitions:
+    return dg.Definitions(jobs=[lifecycle_job])

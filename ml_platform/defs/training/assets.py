@@ -1,0 +1,111 @@
+"""Training: snapshot the feature table, fit the configured Pipeline, log and register it in MLflow."""
+
+import time
+from pathlib import Path
+
+import dagster as dg
+
+from ml_platform.defs.features.assets import feature_models
+from ml_platform.defs.features.project import feature_project
+from ml_platform.lib.feature_version import feature_code_version
+from ml_platform.lib.lineage import git_commit, package_versions
+from ml_platform.lib.modeling import build_pipeline, split_training_data, trusted_types
+from ml_platform.lib.snapshots import read_snapshot, write_snapshot
+from ml_platform.resources import ModelRegistry, ProjectResource, Warehouse
+from ml_platform.settings import PROJECT_ROOT
+
+
+@dg.asset(
+    group_name="training",
+    kinds={"parquet"},
+    owners=["team:ml-platform"],
+    deps=[feature_models],
+    description="The feature table as an immutable snapshot (SHA-256 named) with the feature code version "
+    "(dbt manifest checksums) it was built by: what a model version is trained and reproduced from.",
+)
+def training_data(context: dg.AssetExecutionContext, project: ProjectResource, warehouse: Warehouse) -> dict:
+    cfg = project.config()
+    table = f"features.{cfg.features.dbt_model}"
+    if not warehouse.table_exists(table):
+        raise RuntimeError(f"feature table {table} does not exist: did the dbt model {cfg.features.dbt_model} build?")
+    order = cfg.data.id_column or "all"
+    # A fixed row order makes the snapshot bytes, and so its hash, a function of the content.
+    frame = warehouse.query(f"select * from {table} order by {order}")
+    snapshot = write_snapshot(frame, project.paths().snapshots / "training")
+    version, models = feature_code_version(feature_project().manifest_path, cfg.features.dbt_model)
+    context.add_output_metadata({
+        "rows": snapshot.rows,
+        "snapshot_sha256": snapshot.sha256,
+        "snapshot_path": dg.MetadataValue.path(str(snapshot.path)),
+        "feature_code_version": version,
+        "dbt_models": ", ".join(models),
+        "batches": int(frame["snapshot_hash"].nunique()) if "snapshot_hash" in frame else 0,
+        "dagster/row_count": snapshot.rows,
+    })
+    return {"sha256": snapshot.sha256, "path": str(snapshot.path), "rows": snapshot.rows,
+            "feature_code_version": version, "feature_table": table}
+
+
+@dg.asset(
+    group_name="training",
+    kinds={"sklearn", "mlflow"},
+    owners=["team:ml-platform"],
+    description="The configured scikit-learn Pipeline fitted on the training split, logged to MLflow with its "
+    "full lineage and registered as a new version of the registered model.",
+)
+def trained_model(context: dg.AssetExecutionContext, project: ProjectResource, registry: ModelRegistry,
+                  training_data: dict) -> dict:
+    cfg = project.config()
+    frame = read_snapshot(Path(training_data["path"]), training_data["sha256"])
+    split = split_training_data(frame, cfg)
+    pipeline = build_pipeline(cfg, split.X_train)
+    started = time.perf_counter()
+    pipeline.fit(split.X_train, split.y_train)
+    fit_seconds = time.perf_counter() - started
+
+    versions = package_versions()
+    lineage = {
+        "data_snapshot_sha256": training_data["sha256"],
+        "data_snapshot_path": training_data["path"],
+        "feature_code_version": training_data["feature_code_version"],
+        "feature_table": training_data["feature_table"],
+        "config_sha256": cfg.fingerprint(),
+        "config_file": str(cfg.source_file),
+        "git_commit": git_commit(PROJECT_ROOT),
+        "seed": str(cfg.training.seed),
+        "holdout_fraction": str(cfg.training.holdout_fraction),
+        "split_rule": f"hash({cfg.data.id_column})" if cfg.data.id_column else f"seeded shuffle ({cfg.training.seed})",
+        "dagster_run_id": context.run_id,
+        "python": versions["python"],
+        "sklearn": versions["scikit-learn"],
+    }
+    spec = cfg.training.estimator
+    params = {"estimator": spec.class_ or spec.pipeline, **{f"estimator.{k}": v for k, v in spec.params.items()},
+              "train_rows": len(split.X_train), "holdout_rows": len(split.X_holdout),
+              "features": ",".join(split.feature_columns)}
+    run_id, version = registry.log_and_register(
+        model_name=cfg.model.name,
+        experiment=cfg.model.name,
+        pipeline=pipeline,
+        X_train=split.X_train,
+        training_frame=frame,
+        dataset_source=training_data["path"],
+        dataset_digest=training_data["sha256"],
+        target=cfg.data.target,
+        params=params,
+        tags={**lineage, "packages": ", ".join(f"{k}=={v}" for k, v in versions.items())},
+        trusted_types=trusted_types(cfg),
+        pip_requirements=[f"scikit-learn=={versions['scikit-learn']}", f"pandas=={versions['pandas']}",
+                          f"numpy=={versions['numpy']}", f"skops=={versions['skops']}"],
+    )
+    registry.log_to_run(run_id, metrics={"fit_seconds": fit_seconds, "train_rows": len(split.X_train)})
+    context.add_output_metadata({
+        "model_version": version,
+        "mlflow_run_id": run_id,
+        "fit_seconds": round(fit_seconds, 3),
+        "train_rows": len(split.X_train),
+        "holdout_rows": len(split.X_holdout),
+        **{k: lineage[k] for k in ("data_snapshot_sha256", "feature_code_version", "git_commit", "seed")},
+    })
+    return {"model_name": cfg.model.name, "version": version, "run_id": run_id,
+            "training_data": training_data, "fit_seconds": fit_seconds}

@@ -1,0 +1,27 @@
+"""Validation: a batch that passed its checks joins the warehouse table the features are built from."""
+
+from pathlib import Path
+
+import dagster as dg
+
+from ml_platform.resources import ProjectResource, Warehouse
+
+
+@dg.asset(
+    group_name="validation",
+    kinds={"duckdb"},
+    owners=["team:ml-platform"],
+    description="All validated batches, appended once each to the warehouse table raw.<model>_batches "
+    "(the dbt source). Runs only after raw_batch passed its blocking contract checks.",
+)
+def validated_batches(context: dg.AssetExecutionContext, project: ProjectResource, warehouse: Warehouse,
+                      raw_batch: dict) -> dict:
+    cfg = project.config()
+    counts = warehouse.append_batch(cfg.raw_table, Path(raw_batch["path"]), raw_batch["sha256"], raw_batch["batch_id"])
+    context.add_output_metadata({
+        "table": cfg.raw_table,
+        "batch_id": raw_batch["batch_id"],
+        **counts,
+        "dagster/row_count": counts["total_rows"],
+    })
+    return {"table": cfg.raw_table, "newest_sha256": raw_batch["sha256"], **counts}

@@ -1,0 +1,68 @@
+"""Validation: the Great Expectations suite derived from the data contract, as blocking asset checks.
+
+A failing batch is quarantined with its validation result; blocking checks stop everything
+downstream of `raw_batch` in the run, so no feature, model or prediction is built from it.
+"""
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+
+from ml_platform.lib.snapshots import read_snapshot
+from ml_platform.lib.validation import CHECK_NAMES, validate_batch
+from ml_platform.resources import ProjectResource
+
+_DESCRIPTIONS = {
+    "schema": "Every contract column is present with the contracted type.",
+    "row_count": "The batch has at least data.min_rows rows.",
+    "nulls": "No column has more nulls than its max_null_fraction; none is entirely null.",
+    "ranges": "Numeric columns stay within their contracted min/max.",
+    "categories": "Category columns hold only their allowed values.",
+    "target_labels": "The target is present, never null, with exactly the expected labels.",
+    "unique_ids": "The id column is unique.",
+}
+
+
+@dg.multi_asset_check(
+    specs=[
+        dg.AssetCheckSpec(name, asset="raw_batch", blocking=True, description=_DESCRIPTIONS[name])
+        for name in CHECK_NAMES
+    ],
+    ins={"raw_batch": dg.AssetIn("raw_batch")},
+)
+def raw_batch_contract(context: dg.AssetCheckExecutionContext, project: ProjectResource, raw_batch: dict):
+    cfg = project.config()
+    frame = read_snapshot(Path(raw_batch["path"]), raw_batch["sha256"])
+    report = validate_batch(frame, cfg.data)
+    if not report.passed:
+        record = quarantine(project.paths().quarantine, raw_batch, report.to_json())
+        context.log.error(f"batch {raw_batch['batch_id']} quarantined: {record}\n" + "\n".join(report.failures()))
+    for outcome in report.checks:
+        yield dg.AssetCheckResult(
+            asset_key="raw_batch",
+            check_name=outcome.name,
+            passed=outcome.passed,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={
+                "batch_id": raw_batch["batch_id"],
+                "snapshot_sha256": raw_batch["sha256"],
+                "expectations": outcome.expectations,
+                "failures": dg.MetadataValue.md("\n".join(f"- {f}" for f in outcome.failures) or "none"),
+            },
+        )
+
+
+def quarantine(directory: Path, batch: dict, result: dict) -> Path:
+    """Record a failed batch beside its (untouched) snapshot: the validation result and where the data is."""
+    directory.mkdir(parents=True, exist_ok=True)
+    record = directory / f"{batch['sha256']}.json"
+    record.write_text(json.dumps({
+        "batch_id": batch["batch_id"],
+        "snapshot_sha256": batch["sha256"],
+        "snapshot_path": batch["path"],
+        "quarantined_at": datetime.now(UTC).isoformat(),
+        "validation": result,
+    }, indent=2, default=str))
+    return record

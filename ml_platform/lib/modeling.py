@@ -1,0 +1,156 @@
+"""Turning a feature table into a fitted scikit-learn Pipeline, reproducibly.
+
+sklearn is imported inside the functions: this module is imported by the Dagster code location.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from ml_platform.config import ProjectConfig
+
+# Columns the platform adds to every feature table; never model inputs.
+FEATURE_TABLE_META = ("snapshot_hash", "batch_id")
+
+# The one list of types skops may load beyond its safe defaults (MLflow saves sklearn models with
+# skops). Each entry was reviewed: TreePredictor holds the fitted trees of HistGradientBoosting*.
+SKOPS_TRUSTED_TYPES = (
+    "numpy.dtype",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+)
+
+
+class ModelSpecError(ValueError):
+    """The configured estimator or pipeline factory cannot produce a usable model."""
+
+
+def trusted_types(config: ProjectConfig) -> list[str]:
+    return [*SKOPS_TRUSTED_TYPES, *config.training.trusted_types]
+
+
+def feature_columns(frame: pd.DataFrame, config: ProjectConfig) -> list[str]:
+    data = config.data
+    skip = {data.target, data.id_column, data.timestamp_column, *data.exclude_columns, *FEATURE_TABLE_META}
+    return [c for c in frame.columns if c not in skip]
+
+
+def model_inputs(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """The model's input frame. Booleans become 0/1 so imputers and encoders treat them alike everywhere."""
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise KeyError(f"model input columns missing from the data: {missing}")
+    X = frame[columns].copy()
+    for col in X.columns:
+        if X[col].dtype == bool or str(X[col].dtype) == "boolean":
+            X[col] = X[col].astype("float64")
+    return X
+
+
+def holdout_mask(frame: pd.DataFrame, config: ProjectConfig) -> np.ndarray:
+    """True for holdout rows. With an id column the split hashes the id, so an entity stays on the
+    same side across retrainings (the holdout is frozen as data grows); otherwise a seeded shuffle."""
+    fraction = config.training.holdout_fraction
+    id_col = config.data.id_column
+    if id_col and id_col in frame.columns:
+        salt = str(config.training.seed)
+        hashed = pd.util.hash_pandas_object(frame[id_col].astype(str) + salt, index=False).to_numpy()
+        return (hashed % 10_000) < int(fraction * 10_000)
+    rng = np.random.default_rng(config.training.seed)
+    return rng.random(len(frame)) < fraction
+
+
+def build_pipeline(config: ProjectConfig, X: pd.DataFrame) -> Any:
+    """The configured model as an unfitted sklearn Pipeline.
+
+    `estimator.class` gets the platform's preprocessing (impute + scale numbers, one-hot categories);
+    `estimator.pipeline` is a team's own factory and must return a complete Pipeline itself.
+    """
+    from sklearn.base import clone, is_classifier
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    from ml_platform.config import resolve_estimator
+
+    spec = config.training.estimator
+    target = resolve_estimator(config)
+    seed = config.training.seed
+    if spec.pipeline:
+        try:
+            pipeline = target(**spec.params)
+        except TypeError as exc:
+            raise ModelSpecError(f"training.estimator.pipeline: calling {spec.pipeline}(**params) failed: {exc}") from None
+        if not isinstance(pipeline, Pipeline):
+            raise ModelSpecError(
+                f"training.estimator.pipeline: {spec.pipeline} returned {type(pipeline).__name__}, "
+                "expected a sklearn.pipeline.Pipeline"
+            )
+        pipeline = clone(pipeline)
+    else:
+        params = dict(spec.params)
+        if "random_state" in inspect.signature(target).parameters:
+            params.setdefault("random_state", seed)
+        try:
+            estimator = target(**params)
+        except TypeError as exc:
+            raise ModelSpecError(f"training.estimator.params: {spec.class_} rejected them: {exc}") from None
+        numeric = [c for c in X.columns if pd.api.types.is_numeric_dtype(X[c])]
+        categorical = [c for c in X.columns if c not in numeric]
+        preprocess = ColumnTransformer(
+            [
+                ("numeric", Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]), numeric),
+                ("categorical", Pipeline([
+                    ("impute", SimpleImputer(strategy="most_frequent")),
+                    ("one_hot", OneHotEncoder(handle_unknown="ignore")),
+                ]), categorical),
+            ],
+            sparse_threshold=0.0,  # HistGradientBoosting wants dense input
+        )
+        pipeline = Pipeline([("preprocess", preprocess), ("model", estimator)])
+    if not is_classifier(pipeline):
+        raise ModelSpecError("training.estimator: the model is not a classifier (it has no predict_proba)")
+    return pipeline
+
+
+@dataclass(frozen=True)
+class TrainingSplit:
+    X_train: pd.DataFrame
+    y_train: pd.Series
+    X_holdout: pd.DataFrame
+    y_holdout: pd.Series
+    holdout: pd.DataFrame  # the full holdout rows (ids, sensitive column) for evaluation
+    feature_columns: list[str]
+
+
+def split_training_data(frame: pd.DataFrame, config: ProjectConfig) -> TrainingSplit:
+    cols = feature_columns(frame, config)
+    target = config.data.target
+    mask = holdout_mask(frame, config)
+    train, holdout = frame[~mask], frame[mask]
+    if train.empty or holdout.empty:
+        raise ModelSpecError(
+            f"the training data ({len(frame)} rows) is too small to split with holdout_fraction "
+            f"{config.training.holdout_fraction}"
+        )
+    return TrainingSplit(
+        X_train=model_inputs(train, cols),
+        y_train=train[target],
+        X_holdout=model_inputs(holdout, cols),
+        y_holdout=holdout[target],
+        holdout=holdout.reset_index(drop=True),
+        feature_columns=cols,
+    )
+
+
+def positive_scores(model: Any, X: pd.DataFrame, positive_label: Any) -> np.ndarray:
+    """Probability of the positive label, for any fitted classifier with classes_."""
+    proba = model.predict_proba(X)
+    classes = list(model.classes_)
+    return proba[:, classes.index(positive_label)]

@@ -1,0 +1,345 @@
+"""Validate a raw batch against the data contract (`data.columns` in the project config).
+
+The contract becomes a Great Expectations 1.x suite, grouped into named checks (schema, row count,
+nulls, ranges, categories, target labels, unique ids). The suite runs on an in-memory (ephemeral)
+GX context: nothing is written to disk, no progress bars, no analytics. Each failed expectation
+becomes one line a user can act on, e.g.
+`tenure_months: 12 values (0.24%) outside [0, 72], e.g. [-3, 99]`.
+
+great_expectations is imported inside the functions: loading the Dagster definitions must stay
+cheap.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ml_platform.config import DataSection
+
+CHECK_NAMES = ("schema", "row_count", "nulls", "ranges", "categories", "target_labels", "unique_ids")
+
+# Pandas dtype names GX's ExpectColumnValuesToBeInTypeList accepts for each contract type. On an
+# object column GX checks each value instead, against the Python types among these names ("str",
+# "int", "float"). Categorical, timezone-aware and Arrow/"string" columns are shown to GX as their
+# plain equivalents (see _plain_frame), because GX cannot name those dtypes.
+_INTEGER = (
+    *(f"int{b}" for b in (8, 16, 32, 64)),
+    *(f"uint{b}" for b in (8, 16, 32, 64)),
+    *(f"Int{b}Dtype" for b in (8, 16, 32, 64)),
+    *(f"UInt{b}Dtype" for b in (8, 16, 32, 64)),
+    "int",
+)
+_DTYPE_NAMES: dict[str, tuple[str, ...]] = {
+    "integer": _INTEGER,
+    "number": (*_INTEGER, "float16", "float32", "float64", "Float32Dtype", "Float64Dtype", "float"),
+    "category": ("object", "str"),
+    "string": ("object", "str"),
+    "boolean": ("bool", "BooleanDtype"),
+    "date": tuple(f"datetime64[{unit}]" for unit in ("s", "ms", "us", "ns")),
+    "datetime": tuple(f"datetime64[{unit}]" for unit in ("s", "ms", "us", "ns")),
+}
+
+# BASIC computes counts and a short list of unexpected values; SUMMARY and COMPLETE add value
+# counts and row indexes, which cost more than the checks themselves on a large batch.
+_RESULT_FORMAT = {"result_format": "BASIC", "partial_unexpected_count": 20}
+_EXAMPLES = 5
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    """The outcome of one named check (one or more GX expectations)."""
+
+    name: str
+    passed: bool
+    description: str
+    failures: list[str]
+    expectations: int
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """Every check run on one batch, and the raw GX validation result."""
+
+    passed: bool
+    checks: list[CheckOutcome]
+    rows: int
+    gx_result: dict
+
+    def failures(self) -> list[str]:
+        """One line per failed expectation, in check order."""
+        return [line for check in self.checks for line in check.failures]
+
+    def check(self, name: str) -> CheckOutcome:
+        """The outcome of the check called `name` (one of CHECK_NAMES)."""
+        for outcome in self.checks:
+            if outcome.name == name:
+                return outcome
+        raise KeyError(f"no check named {name!r} (checks: {', '.join(CHECK_NAMES)})")
+
+    def to_json(self) -> dict:
+        return {
+            "passed": self.passed,
+            "rows": self.rows,
+            "checks": [asdict(check) for check in self.checks],
+            "gx_result": self.gx_result,
+        }
+
+
+def build_expectations(data: DataSection) -> dict[str, list]:
+    """The GX expectations that make up each check, keyed by check name (all of CHECK_NAMES)."""
+    import great_expectations as gx
+
+    E = gx.expectations
+    checks: dict[str, list] = {name: [] for name in CHECK_NAMES}
+
+    def add(check: str, expectation_class: Any, **kwargs: Any) -> None:
+        checks[check].append(expectation_class(**kwargs, meta={"check": check}))
+
+    for col, spec in data.columns.items():
+        add("schema", E.ExpectColumnToExist, column=col)
+        add("schema", E.ExpectColumnValuesToBeInTypeList, column=col, type_list=list(_DTYPE_NAMES[spec.type]))
+
+        if spec.max_null_fraction < 1:
+            add("nulls", E.ExpectColumnValuesToNotBeNull, column=col, mostly=1 - spec.max_null_fraction)
+        else:
+            # Nulls are allowed, but a column with no value at all is a broken feed.
+            add("nulls", E.ExpectColumnProportionOfNonNullValuesToBeBetween, column=col, min_value=0, strict_min=True)
+
+        if spec.min is not None or spec.max is not None:
+            add("ranges", E.ExpectColumnValuesToBeBetween, column=col, min_value=spec.min, max_value=spec.max)
+        if spec.allowed is not None:
+            add("categories", E.ExpectColumnValuesToBeInSet, column=col, value_set=list(spec.allowed))
+
+    add("row_count", E.ExpectTableRowCountToBeBetween, min_value=data.min_rows)
+
+    labels = list(data.labels)
+    add("target_labels", E.ExpectColumnToExist, column=data.target)
+    add("target_labels", E.ExpectColumnValuesToNotBeNull, column=data.target)
+    add("target_labels", E.ExpectColumnValuesToBeInSet, column=data.target, value_set=labels)
+    add("target_labels", E.ExpectColumnDistinctValuesToContainSet, column=data.target, value_set=labels)
+
+    if data.id_column:
+        add("unique_ids", E.ExpectColumnValuesToBeUnique, column=data.id_column)
+    return checks
+
+
+def validate_batch(df: pd.DataFrame, data: DataSection) -> ValidationReport:
+    """Validate `df` against the data contract and report each check in a user's words.
+
+    A contract column missing from `df` fails the schema check; the other checks skip it. Extra
+    columns are allowed (the schema check's description names them).
+    """
+    # Analytics off before GX is imported; a user's own setting wins.
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
+
+    present = set(df.columns)
+    by_check = build_expectations(data)
+    for check, expectations in by_check.items():
+        by_check[check] = [
+            e
+            for e in expectations
+            if isinstance(e, gx.expectations.ExpectColumnToExist) or getattr(e, "column", None) in present | {None}
+        ]
+
+    context = gx.get_context(
+        mode="ephemeral",
+        project_config=DataContextConfig(
+            # No data docs site: the default ephemeral context reserves a temporary folder for one.
+            store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+            analytics_enabled=False,
+            progress_bars=ProgressBarsConfig(globally=False),
+        ),
+    )
+    batch_definition = (
+        context.data_sources.add_pandas("raw_batch")
+        .add_dataframe_asset("frame")
+        .add_batch_definition_whole_dataframe("whole_frame")
+    )
+    suite = context.suites.add(
+        gx.ExpectationSuite(name="data_contract", expectations=[e for es in by_check.values() for e in es])
+    )
+    # A ValidationDefinition loads the batch once; `batch.validate` would load (and hash) it twice.
+    validation = context.validation_definitions.add(
+        gx.ValidationDefinition(name="data_contract", data=batch_definition, suite=suite)
+    )
+    gx_result = validation.run(
+        batch_parameters={"dataframe": _plain_frame(df, data)}, result_format=_RESULT_FORMAT
+    ).to_json_dict()
+
+    results: dict[str, list[dict]] = {name: [] for name in CHECK_NAMES}
+    for result in gx_result["results"]:
+        results[result["expectation_config"]["meta"]["check"]].append(result)
+
+    rows = len(df)
+    checks = []
+    for name in CHECK_NAMES:
+        failures = [_failure_line(name, r, df, data, rows) for r in results[name] if not r["success"]]
+        checks.append(
+            CheckOutcome(
+                name=name,
+                passed=not failures,
+                description=_describe(name, df, data),
+                failures=failures,
+                expectations=len(results[name]),
+            )
+        )
+    return ValidationReport(
+        passed=all(c.passed for c in checks), checks=checks, rows=rows, gx_result=gx_result
+    )
+
+
+def _plain_frame(df: pd.DataFrame, data: DataSection) -> pd.DataFrame:
+    """`df` with contract columns GX cannot type-check by name shown as their plain equivalents.
+
+    Categorical and Arrow/"string" columns become object, timezone-aware timestamps become naive
+    UTC. Other columns are shared with `df`, not copied.
+    """
+    import pandas as pd
+
+    replaced = {}
+    for col in data.columns:
+        if col not in df.columns:
+            continue
+        dtype = df[col].dtype
+        if isinstance(dtype, pd.CategoricalDtype | pd.StringDtype | pd.ArrowDtype):
+            replaced[col] = df[col].astype(object)
+        elif isinstance(dtype, pd.DatetimeTZDtype):
+            replaced[col] = df[col].dt.tz_convert(None)
+    return df.assign(**replaced) if replaced else df
+
+
+def _describe(check: str, df: pd.DataFrame, data: DataSection) -> str:
+    columns = data.columns
+    if check == "schema":
+        extra = [str(c) for c in df.columns if c not in columns]
+        return f"All {len(columns)} contract columns are present with their declared types" + (
+            f"; extra columns not in the contract (allowed): {', '.join(extra)}" if extra else ""
+        )
+    if check == "row_count":
+        return f"The batch has at least {data.min_rows:,} rows (data.min_rows)"
+    if check == "nulls":
+        return "Each column's share of nulls is within its max_null_fraction, and no column is entirely null"
+    if check == "ranges":
+        ranged = [c for c, s in columns.items() if s.min is not None or s.max is not None]
+        return (
+            f"Values lie within the contract's min/max ({', '.join(ranged)})"
+            if ranged
+            else "No column has a min or max in the contract; nothing to check"
+        )
+    if check == "categories":
+        listed = [c for c, s in columns.items() if s.allowed is not None]
+        return (
+            f"Category columns hold only their allowed values ({', '.join(listed)})"
+            if listed
+            else "No column lists allowed values in the contract; nothing to check"
+        )
+    if check == "target_labels":
+        return f"Target '{data.target}' is present, never null, and its labels are exactly {list(data.labels)}"
+    if check == "unique_ids":
+        return (
+            f"Each '{data.id_column}' occurs once"
+            if data.id_column
+            else "No id_column in the contract; nothing to check"
+        )
+    raise ValueError(f"unknown check {check!r}")
+
+
+def _failure_line(check: str, result: dict, df: pd.DataFrame, data: DataSection, rows: int) -> str:
+    config = result["expectation_config"]
+    kind, kwargs = config["type"], config["kwargs"]
+    col = kwargs.get("column")
+    r = result.get("result") or {}
+    error = _exception_message(result.get("exception_info") or {})
+    if error:
+        return f"{col or 'table'}: {kind} could not run: {error}"
+
+    count, pct, examples = r.get("unexpected_count") or 0, _pct(r.get("unexpected_percent")), _examples(r)
+
+    if kind == "expect_column_to_exist":
+        if check == "target_labels":
+            return f"{col}: target column is missing"
+        return f"{col}: column is missing (the contract declares it as {data.columns[col].type})"
+    if kind == "expect_column_values_to_be_in_type_list":
+        line = f"{col}: expected {data.columns[col].type}, got {df[col].dtype}"
+        if count:  # an object column, checked value by value
+            kinds = sorted({type(v).__name__ for v in r.get("partial_unexpected_list") or []})
+            line += f" ({count:,} values ({pct}) of type {', '.join(kinds)}, e.g. {examples})"
+        return line
+    if kind == "expect_table_row_count_to_be_between":
+        return f"table has {r.get('observed_value', rows):,} rows, fewer than the {data.min_rows:,} required (data.min_rows)"
+    if kind == "expect_column_proportion_of_non_null_values_to_be_between":
+        return f"column {col} is entirely null"
+    if kind == "expect_column_values_to_not_be_null":
+        if check == "nulls" and rows and count == r.get("element_count", rows):
+            return f"column {col} is entirely null"
+        if check == "target_labels":
+            return f"{col}: {count:,} target values ({pct}) are null"
+        allowed = data.columns[col].max_null_fraction
+        return f"{col}: {count:,} nulls ({pct}), more than the allowed {_pct(allowed * 100)} (max_null_fraction)"
+    if kind == "expect_column_values_to_be_between":
+        lo, hi = kwargs.get("min_value"), kwargs.get("max_value")
+        where = (
+            f"outside [{_fmt(lo)}, {_fmt(hi)}]"
+            if lo is not None and hi is not None
+            else (f"below the minimum {_fmt(lo)}" if lo is not None else f"above the maximum {_fmt(hi)}")
+        )
+        return f"{col}: {count:,} values ({pct}) {where}, e.g. {examples}"
+    if kind == "expect_column_values_to_be_in_set":
+        if check == "target_labels":
+            return f"{col}: {count:,} values ({pct}) are not one of the labels {list(data.labels)}, e.g. {examples}"
+        return f"{col}: {count:,} values ({pct}) not in the allowed set {_fmt_list(kwargs['value_set'])}, e.g. {examples}"
+    if kind == "expect_column_distinct_values_to_contain_set":
+        missing = r.get("partial_missing_list") or []
+        return f"{col}: label(s) {_fmt_list(missing)} never occur (expected labels {list(data.labels)})"
+    if kind == "expect_column_values_to_be_unique":
+        return f"{col}: {count:,} rows ({pct}) share their id with another row, e.g. {examples}"
+    return f"{col or 'table'}: {kind} failed: {r}"
+
+
+def _exception_message(info: dict) -> str | None:
+    """GX reports an error either directly or keyed by the metric that raised it."""
+    if "raised_exception" in info:
+        return info.get("exception_message") if info.get("raised_exception") else None
+    for value in info.values():
+        if isinstance(value, dict) and value.get("exception_message"):
+            return str(value["exception_message"]).strip().splitlines()[-1]
+    return None
+
+
+def _examples(result: dict) -> str:
+    seen: dict[str, Any] = {}
+    for value in result.get("partial_unexpected_list") or []:
+        seen.setdefault(repr(value), value)
+        if len(seen) == _EXAMPLES:
+            break
+    return _fmt_list(list(seen.values()))
+
+
+def _fmt_list(values: Sequence[Any]) -> str:
+    return "[" + ", ".join(_fmt(v) for v in values) + "]"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _pct(percent: float | None) -> str:
+    if not percent:
+        return "0%"
+    if percent < 0.01:
+        return "<0.01%"
+    return f"{percent:.2f}".rstrip("0").rstrip(".") + "%"

@@ -1,0 +1,163 @@
+"""The MLflow tracking store and model registry, behind narrow methods.
+
+The registry speaks in aliases: `champion` is the live version, never "the latest version".
+mlflow is imported inside the methods: this module is loaded with the Dagster definitions.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+
+from ml_platform import settings
+
+CHAMPION = "champion"
+
+
+class RegistryError(RuntimeError):
+    pass
+
+
+class ModelRegistry(dg.ConfigurableResource):
+    """MLflow tracking + registry. Defaults: SQLite store and local artifacts under ML_PLATFORM_HOME."""
+
+    tracking_uri: str | None = None
+    artifact_root: str | None = None
+
+    def _uri(self) -> str:
+        return self.tracking_uri or settings.platform_paths().tracking_uri
+
+    def _artifact_root(self) -> Path:
+        return Path(self.artifact_root) if self.artifact_root else settings.platform_paths().artifact_root
+
+    def mlflow(self) -> Any:
+        import mlflow
+
+        for noisy in ("mlflow", "alembic"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+        mlflow.set_tracking_uri(self._uri())
+        mlflow.set_registry_uri(self._uri())
+        return mlflow
+
+    def client(self) -> Any:
+        return self.mlflow().MlflowClient(tracking_uri=self._uri(), registry_uri=self._uri())
+
+    def experiment_id(self, name: str) -> str:
+        mlflow = self.mlflow()
+        found = mlflow.get_experiment_by_name(name)
+        if found is not None:
+            return found.experiment_id
+        location = self._artifact_root() / name
+        location.mkdir(parents=True, exist_ok=True)
+        return mlflow.create_experiment(name, artifact_location=str(location))
+
+    def log_and_register(
+        self,
+        *,
+        model_name: str,
+        experiment: str,
+        pipeline: Any,
+        X_train: pd.DataFrame,
+        training_frame: pd.DataFrame,
+        dataset_source: str,
+        dataset_digest: str,
+        target: str,
+        params: dict[str, Any],
+        tags: dict[str, str],
+        trusted_types: list[str],
+        pip_requirements: list[str],
+    ) -> tuple[str, str]:
+        """Log a fitted pipeline as a new MLflow run and register it. Returns (run_id, version).
+
+        The version is created only after the model's files are fully written, so a crash leaves
+        at most an unregistered run, never a half-registered version.
+        """
+        mlflow = self.mlflow()
+        from mlflow.models import infer_signature
+
+        example = X_train.head(5)
+        signature = infer_signature(example, pipeline.predict_proba(example))
+        with mlflow.start_run(experiment_id=self.experiment_id(experiment), run_name=f"train-{model_name}") as run:
+            mlflow.set_tags(tags)
+            mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+            dataset = mlflow.data.from_pandas(
+                training_frame, source=dataset_source, name=f"{model_name}-training", targets=target,
+                digest=dataset_digest[:36],
+            )
+            mlflow.log_input(dataset, context="training")
+            info = mlflow.sklearn.log_model(
+                pipeline,
+                name="model",
+                signature=signature,
+                input_example=example,
+                pip_requirements=pip_requirements,  # given, so MLflow skips its slow import-tracing inference
+                skops_trusted_types=trusted_types,
+                registered_model_name=model_name,
+                await_registration_for=60,
+            )
+        version = str(info.registered_model_version)
+        client = self.client()
+        for key, value in tags.items():
+            client.set_model_version_tag(model_name, version, key, value)
+        client.set_model_version_tag(model_name, version, "training_run_id", run.info.run_id)
+        return run.info.run_id, version
+
+    def load_model(self, model_name: str, version: str) -> Any:
+        mlflow = self.mlflow()
+        return mlflow.sklearn.load_model(f"models:/{model_name}/{version}")
+
+    def version(self, model_name: str, version: str) -> Any:
+        return self.client().get_model_version(model_name, version)
+
+    def champion(self, model_name: str) -> Any | None:
+        """The champion ModelVersion, or None when the model has none (or is not registered yet)."""
+        from mlflow.exceptions import MlflowException
+
+        client = self.client()
+        try:
+            return client.get_model_version_by_alias(model_name, CHAMPION)
+        except MlflowException:
+            return None
+
+    def set_champion(self, model_name: str, version: str) -> None:
+        self.client().set_registered_model_alias(model_name, CHAMPION, version)
+
+    def tag_version(self, model_name: str, version: str, tags: dict[str, Any]) -> None:
+        client = self.client()
+        for key, value in tags.items():
+            client.set_model_version_tag(model_name, version, key, str(value)[:5000])
+
+    def log_to_run(self, run_id: str, *, metrics: dict[str, float] | None = None, files: list[Path] = (),
+                   artifact_dir: str | None = None) -> None:
+        client = self.client()
+        for key, value in (metrics or {}).items():
+            client.log_metric(run_id, key, float(value))
+        for path in files:
+            client.log_artifact(run_id, str(path), artifact_dir)
+
+    def run(self, run_id: str) -> Any:
+        return self.client().get_run(run_id)
+
+    def versions(self, model_name: str) -> list[Any]:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            found = self.client().search_model_versions(f"name = '{model_name}'")
+        except MlflowException:
+            return []
+        return sorted(found, key=lambda v: int(v.version))
+
+    def artifact_uri(self, run_id: str, path: str) -> str:
+        return f"{self.run(run_id).info.artifact_uri}/{path}"
+
+    def require_version(self, model_name: str, version: str) -> Any:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.version(model_name, version)
+        except MlflowException:
+            raise RegistryError(f"model '{model_name}' has no version {version}") from None

@@ -1,0 +1,155 @@
+"""Running the lifecycle job on the platform's own Dagster instance, and reading back what happened.
+
+Used by the CLI (`ml-platform run`, `ml-platform demo`), the tests and the benchmark, so that all of
+them run exactly what `make ui` shows: runs land in the same Dagster storage under ML_PLATFORM_HOME.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ml_platform import settings
+from ml_platform.config import ProjectConfig, load_config
+
+LIFECYCLE_JOB = "lifecycle"
+
+_DAGSTER_YAML = """\
+# Written by ml_platform: Dagster storage (SQLite) lives in this folder, under ML_PLATFORM_HOME.
+telemetry:
+  enabled: false
+run_monitoring:
+  enabled: true
+"""
+
+
+@dataclass
+class LifecycleResult:
+    success: bool
+    run_id: str
+    assets: dict[str, str] = field(default_factory=dict)   # asset key -> materialized | skipped | failed
+    checks: dict[str, dict] = field(default_factory=dict)  # "asset:check" -> {"passed": bool, "metadata": ...}
+    errors: list[str] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)  # asset key -> the asset's returned value
+
+    def to_json(self) -> dict:
+        return {"success": self.success, "run_id": self.run_id, "assets": self.assets, "checks": self.checks,
+                "errors": self.errors, "outputs": self.outputs}
+
+
+def use_environment(*, config_file: str | Path | None = None, home: str | Path | None = None) -> ProjectConfig:
+    """Point this process at a config and a home, validate the config, and prepare the home."""
+    if home is not None:
+        os.environ["ML_PLATFORM_HOME"] = str(Path(home).resolve())
+    if config_file is not None:
+        os.environ["ML_PLATFORM_CONFIG"] = str(Path(config_file).resolve())
+    config = load_config(settings.config_path())
+    paths = settings.platform_paths().ensure()
+    os.environ["DAGSTER_HOME"] = str(paths.dagster_home)
+    dagster_yaml = paths.dagster_home / "dagster.yaml"
+    if not dagster_yaml.exists():
+        dagster_yaml.write_text(_DAGSTER_YAML)
+    return config
+
+
+def dagster_instance() -> Any:
+    import dagster as dg
+
+    return dg.DagsterInstance.from_config(str(settings.platform_paths().dagster_home))
+
+
+def load_definitions() -> Any:
+    from ml_platform.definitions import defs
+
+    return defs()
+
+
+def run_lifecycle(
+    *,
+    config_file: str | Path | None = None,
+    home: str | Path | None = None,
+    batch: str | None = None,
+    selection: list[str] | None = None,
+    log_level: str = "WARNING",
+) -> LifecycleResult:
+    """Materialize the lifecycle (or `selection`, a list of asset keys) for one batch; never raises for a
+    failed step: the result says which assets failed and why."""
+    import dagster as dg
+
+    use_environment(config_file=config_file, home=home)
+    definitions = load_definitions()
+    job = definitions.resolve_job_def(LIFECYCLE_JOB)
+    run_config: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    if batch:
+        run_config["ops"] = {"raw_batch": {"config": {"batch": batch}}}
+    with dagster_instance() as instance:
+        result = job.execute_in_process(
+            run_config=run_config,
+            instance=instance,
+            raise_on_error=False,
+            asset_selection=[dg.AssetKey.from_user_string(k) for k in selection] if selection else None,
+        )
+    return _summarize(result, job)
+
+
+def _summarize(result: Any, job: Any) -> LifecycleResult:
+    import dagster as dg
+
+    summary = LifecycleResult(success=result.success, run_id=result.run_id)
+    graph = job.asset_layer.asset_graph
+    planned = {key.to_user_string() for key in graph.get_all_asset_keys()
+               if graph.get(key).is_materializable}
+    materialized: set[str] = set()
+    failed_steps: dict[str, str] = {}
+    for event in result.all_events:
+        kind = event.event_type
+        if kind == dg.DagsterEventType.ASSET_MATERIALIZATION:
+            materialized.add(event.asset_key.to_user_string())
+        elif kind == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
+            data = event.event_specific_data
+            summary.checks[f"{data.asset_key.to_user_string()}:{data.check_name}"] = {
+                "passed": data.passed,
+                "metadata": {k: _plain(v) for k, v in data.metadata.items()},
+            }
+        elif kind == dg.DagsterEventType.STEP_FAILURE:
+            error = event.event_specific_data.error
+            message = _root_message(error)
+            failed_steps[event.step_key] = message
+            summary.errors.append(f"{event.step_key}: {message}")
+    for key in sorted(planned):
+        if key in materialized:
+            summary.assets[key] = "materialized"
+        else:
+            summary.assets[key] = "skipped"
+    for step in failed_steps:
+        for key in _keys_of_step(job, step):
+            summary.assets[key] = "failed"
+    for key in materialized:
+        node = key.split("/")[-1]
+        try:
+            summary.outputs[key] = result.output_for_node(node)
+        except Exception:  # multi-asset nodes (dbt) have no single output; their tables are in the warehouse
+            pass
+    return summary
+
+
+def _keys_of_step(job: Any, step_key: str) -> list[str]:
+    for assets_def in job.asset_layer.asset_graph.assets_defs:
+        if assets_def.is_executable and assets_def.node_def.name == step_key:
+            return [k.to_user_string() for k in assets_def.keys]
+    return []
+
+
+def _root_message(error: Any) -> str:
+    """The innermost error's message: the one that says what is actually wrong."""
+    while error.cause is not None and "user code" in error.message.lower():
+        error = error.cause
+    while error.cause is not None:
+        error = error.cause
+    return error.message.strip() or error.cls_name
+
+
+def _plain(value: Any) -> Any:
+    return getattr(value, "value", value)

@@ -1,0 +1,87 @@
+"""Where the platform keeps its state, decided in one place.
+
+With no configuration everything lives under one directory, ML_PLATFORM_HOME (default
+`./.ml_platform` at the project root): Dagster storage, the MLflow store and artifacts, the DuckDB
+warehouse, data snapshots and reports. Deleting it resets everything.
+
+Values are read from the environment when asked for, never at import time, so a test or a CLI
+call can point the platform at another home before it runs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
+
+
+def platform_home() -> Path:
+    return Path(os.environ.get("ML_PLATFORM_HOME") or PROJECT_ROOT / ".ml_platform").resolve()
+
+
+def config_path() -> Path:
+    return Path(os.environ.get("ML_PLATFORM_CONFIG") or PROJECT_ROOT / "ml_platform.yaml").resolve()
+
+
+def dbt_executable() -> str:
+    """dbt runs from its own virtualenv (see pyproject's `dbt` extra); ML_PLATFORM_DBT overrides."""
+    explicit = os.environ.get("ML_PLATFORM_DBT")
+    if explicit:
+        return explicit
+    bundled = PROJECT_ROOT / ".dbt-venv" / "bin" / "dbt"
+    if bundled.exists():
+        return str(bundled)
+    # Not installed: name the expected path, so the error from running it says what `make setup` creates.
+    return shutil.which("dbt") or str(bundled)
+
+
+@dataclass(frozen=True)
+class PlatformPaths:
+    home: Path
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.home / "dagster"
+
+    @property
+    def mlflow_dir(self) -> Path:
+        return self.home / "mlflow"
+
+    @property
+    def tracking_uri(self) -> str:
+        return f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
+
+    @property
+    def artifact_root(self) -> Path:
+        return self.mlflow_dir / "artifacts"
+
+    @property
+    def warehouse(self) -> Path:
+        return self.home / "warehouse.duckdb"
+
+    @property
+    def snapshots(self) -> Path:
+        return self.home / "snapshots"
+
+    @property
+    def quarantine(self) -> Path:
+        return self.home / "quarantine"
+
+    @property
+    def reports(self) -> Path:
+        return self.home / "reports"
+
+    def ensure(self) -> PlatformPaths:
+        for path in (self.dagster_home, self.mlflow_dir, self.artifact_root, self.snapshots, self.quarantine, self.reports):
+            path.mkdir(parents=True, exist_ok=True)
+        # dbt reads the warehouse location from the environment (dbt_project/profiles.yml).
+        os.environ["ML_PLATFORM_HOME"] = str(self.home)
+        return self
+
+
+def platform_paths() -> PlatformPaths:
+    return PlatformPaths(platform_home())
