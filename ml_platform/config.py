@@ -223,9 +223,11 @@ def resolve_estimator(config: ProjectConfig) -> Any:
         raise ConfigError(f"{where} is not importable: module '{module_name}' not found ({exc})") from None
     obj = getattr(module, attr, None)
     if obj is None:
-        hint = difflib.get_close_matches(attr, [n for n in dir(module) if not n.startswith("_")], n=1)
+        public = [n for n in dir(module) if not n.startswith("_")]
+        hint = sorted(n for n in public if n.startswith(attr))[:2] or difflib.get_close_matches(attr, public, n=2)
         raise ConfigError(
-            f"{where} is not importable" + (f" (did you mean {hint[0]}?)" if hint else f": no '{attr}' in {module_name}")
+            f"{where} is not importable"
+            + (f" (did you mean {' or '.join(hint)}?)" if hint else f": no '{attr}' in {module_name}")
         )
     if not callable(obj):
         raise ConfigError(f"{where} is not callable")

@@ -17,7 +17,7 @@ LINEAGE_TAGS = ("data_snapshot_sha256", "data_snapshot_path", "feature_code_vers
 def _version_record(registry: ModelRegistry, version: Any) -> dict:
     metrics = registry.run(version.run_id).data.metrics if version.run_id else {}
     return {
-        "version": version.version,
+        "version": str(version.version),
         "run_id": version.run_id,
         "aliases": list(version.aliases),
         "metrics": {k.removeprefix("holdout_"): v for k, v in metrics.items() if k.startswith("holdout_")},
@@ -44,6 +44,6 @@ def model_status() -> dict:
     if champion is not None:
         status["champion"] = _version_record(registry, champion)
     newest = versions[-1]
-    if champion is None or newest.version != champion.version:
+    if champion is None or str(newest.version) != str(champion.version):
         status["challenger"] = _version_record(registry, newest)
     return status

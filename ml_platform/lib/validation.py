@@ -49,6 +49,14 @@ _DTYPE_NAMES: dict[str, tuple[str, ...]] = {
 # counts and row indexes, which cost more than the checks themselves on a large batch.
 _RESULT_FORMAT = {"result_format": "BASIC", "partial_unexpected_count": 20}
 _EXAMPLES = 5
+_WHAT_IS_CHECKED = {
+    "expect_column_values_to_be_between": "range",
+    "expect_column_values_to_be_in_set": "allowed values",
+    "expect_column_values_to_be_unique": "uniqueness",
+    "expect_column_values_to_be_in_type_list": "type",
+    "expect_column_values_to_not_be_null": "nulls",
+    "expect_column_distinct_values_to_contain_set": "labels",
+}
 
 
 @dataclass(frozen=True)
@@ -93,9 +101,7 @@ class ValidationReport:
 
 def build_expectations(data: DataSection) -> dict[str, list]:
     """The GX expectations that make up each check, keyed by check name (all of CHECK_NAMES)."""
-    import great_expectations as gx
-
-    E = gx.expectations
+    E = _great_expectations().expectations
     checks: dict[str, list] = {name: [] for name in CHECK_NAMES}
 
     def add(check: str, expectation_class: Any, **kwargs: Any) -> None:
@@ -135,23 +141,17 @@ def validate_batch(df: pd.DataFrame, data: DataSection) -> ValidationReport:
     A contract column missing from `df` fails the schema check; the other checks skip it. Extra
     columns are allowed (the schema check's description names them).
     """
-    # Analytics off before GX is imported; a user's own setting wins.
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
-    import great_expectations as gx
+    import pandas as pd
+
+    gx = _great_expectations()
     from great_expectations.data_context.types.base import (
         DataContextConfig,
         InMemoryStoreBackendDefaults,
         ProgressBarsConfig,
     )
 
-    present = set(df.columns)
-    by_check = build_expectations(data)
-    for check, expectations in by_check.items():
-        by_check[check] = [
-            e
-            for e in expectations
-            if isinstance(e, gx.expectations.ExpectColumnToExist) or getattr(e, "column", None) in present | {None}
-        ]
+    frame = _plain_frame(df, data)
+    by_check, not_checked = _runnable(build_expectations(data), frame)
 
     context = gx.get_context(
         mode="ephemeral",
@@ -174,18 +174,26 @@ def validate_batch(df: pd.DataFrame, data: DataSection) -> ValidationReport:
     validation = context.validation_definitions.add(
         gx.ValidationDefinition(name="data_contract", data=batch_definition, suite=suite)
     )
-    gx_result = validation.run(
-        batch_parameters={"dataframe": _plain_frame(df, data)}, result_format=_RESULT_FORMAT
-    ).to_json_dict()
+    # GX filters the whole frame before each column check (`df[df[col].notnull()]`); without
+    # copy-on-write pandas copies every column each time, which is a third of the run time.
+    with pd.option_context("mode.copy_on_write", True):
+        suite_result = validation.run(
+            batch_parameters={"dataframe": frame}, result_format=_RESULT_FORMAT
+        )
 
-    results: dict[str, list[dict]] = {name: [] for name in CHECK_NAMES}
-    for result in gx_result["results"]:
-        results[result["expectation_config"]["meta"]["check"]].append(result)
+    # GX groups results by column; report them in the contract's order. The failure lines read
+    # the result objects, whose example values keep their Python types (dates stay dates).
+    order = {e.id: i for i, e in enumerate(suite.expectations)}
+    results: dict[str, list] = {name: [] for name in CHECK_NAMES}
+    for result in sorted(suite_result.results, key=lambda r: order.get(r.expectation_config.id, 0)):
+        results[result.expectation_config.meta["check"]].append(result)
 
     rows = len(df)
     checks = []
     for name in CHECK_NAMES:
-        failures = [_failure_line(name, r, df, data, rows) for r in results[name] if not r["success"]]
+        failures = not_checked[name] + [
+            _failure_line(name, r, df, data, rows) for r in results[name] if not r.success
+        ]
         checks.append(
             CheckOutcome(
                 name=name,
@@ -196,27 +204,70 @@ def validate_batch(df: pd.DataFrame, data: DataSection) -> ValidationReport:
             )
         )
     return ValidationReport(
-        passed=all(c.passed for c in checks), checks=checks, rows=rows, gx_result=gx_result
+        passed=all(c.passed for c in checks), checks=checks, rows=rows, gx_result=suite_result.to_json_dict()
     )
+
+
+def _great_expectations() -> Any:
+    # Analytics off before GX is first imported; a user's own setting wins.
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    import great_expectations
+
+    return great_expectations
+
+
+def _runnable(by_check: dict[str, list], frame: pd.DataFrame) -> tuple[dict[str, list], dict[str, list[str]]]:
+    """The expectations that can run on `frame`, and a line for each range that cannot be checked.
+
+    A missing column is reported once, by the schema check. A range on a column that is not
+    numeric is not run: GX would raise, and then compute every other metric again (it retries a
+    failed batch of metrics), which triples the time.
+    """
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+    runnable: dict[str, list] = {}
+    not_checked: dict[str, list[str]] = {name: [] for name in by_check}
+    for check, expectations in by_check.items():
+        runnable[check] = []
+        for e in expectations:
+            col = getattr(e, "column", None)
+            if col is not None and col not in frame.columns and e.expectation_type != "expect_column_to_exist":
+                continue
+            if e.expectation_type == "expect_column_values_to_be_between":
+                dtype = frame[col].dtype
+                if not is_numeric_dtype(dtype) or is_bool_dtype(dtype):
+                    if frame[col].notna().any():
+                        not_checked[check].append(
+                            f"{col}: range {_range(e.min_value, e.max_value)} not checked,"
+                            f" the column holds {dtype}, not numbers"
+                        )
+                    continue
+            runnable[check].append(e)
+    return runnable, not_checked
 
 
 def _plain_frame(df: pd.DataFrame, data: DataSection) -> pd.DataFrame:
     """`df` with contract columns GX cannot type-check by name shown as their plain equivalents.
 
-    Categorical and Arrow/"string" columns become object, timezone-aware timestamps become naive
-    UTC. Other columns are shared with `df`, not copied.
+    Categorical columns become plain arrays of their values, Arrow/"string" text becomes object,
+    timezone-aware timestamps become naive UTC. Other columns are shared with `df`, not copied.
     """
+    import numpy as np
     import pandas as pd
+    from pandas.api.types import is_string_dtype
 
     replaced = {}
     for col in data.columns:
         if col not in df.columns:
             continue
-        dtype = df[col].dtype
-        if isinstance(dtype, pd.CategoricalDtype | pd.StringDtype | pd.ArrowDtype):
-            replaced[col] = df[col].astype(object)
+        column, dtype = df[col], df[col].dtype
+        if isinstance(dtype, pd.CategoricalDtype):
+            # The categories' own dtype (object for text), float when integer categories have nulls.
+            replaced[col] = pd.Series(np.asarray(column), index=df.index)
+        elif isinstance(dtype, pd.StringDtype | pd.ArrowDtype) and is_string_dtype(dtype):
+            replaced[col] = column.astype(object)
         elif isinstance(dtype, pd.DatetimeTZDtype):
-            replaced[col] = df[col].dt.tz_convert(None)
+            replaced[col] = column.dt.tz_convert(None)
     return df.assign(**replaced) if replaced else df
 
 
@@ -256,26 +307,34 @@ def _describe(check: str, df: pd.DataFrame, data: DataSection) -> str:
     raise ValueError(f"unknown check {check!r}")
 
 
-def _failure_line(check: str, result: dict, df: pd.DataFrame, data: DataSection, rows: int) -> str:
-    config = result["expectation_config"]
-    kind, kwargs = config["type"], config["kwargs"]
+def _failure_line(check: str, result: Any, df: pd.DataFrame, data: DataSection, rows: int) -> str:
+    """One line for a failed GX ExpectationValidationResult, naming the column and the numbers."""
+    kind, kwargs = result.expectation_config.type, result.expectation_config.kwargs
     col = kwargs.get("column")
-    r = result.get("result") or {}
-    error = _exception_message(result.get("exception_info") or {})
+    r = result.result or {}
+    error = _exception_message(result.exception_info or {})
     if error:
-        return f"{col or 'table'}: {kind} could not run: {error}"
+        what = _WHAT_IS_CHECKED.get(kind, kind)
+        dtype = f" (the column is {df[col].dtype})" if col in df.columns else ""
+        return f"{col or 'table'}: {what} could not be checked{dtype}: {error}"
 
     count, pct, examples = r.get("unexpected_count") or 0, _pct(r.get("unexpected_percent")), _examples(r)
+    values = _count(count, "value")
 
     if kind == "expect_column_to_exist":
         if check == "target_labels":
             return f"{col}: target column is missing"
         return f"{col}: column is missing (the contract declares it as {data.columns[col].type})"
     if kind == "expect_column_values_to_be_in_type_list":
-        line = f"{col}: expected {data.columns[col].type}, got {df[col].dtype}"
+        expected, dtype = data.columns[col].type, df[col].dtype
+        line = f"{col}: expected {expected}, got {dtype}"
         if count:  # an object column, checked value by value
             kinds = sorted({type(v).__name__ for v in r.get("partial_unexpected_list") or []})
-            line += f" ({count:,} values ({pct}) of type {', '.join(kinds)}, e.g. {examples})"
+            line += f" ({values} ({pct}) of type {', '.join(kinds)}, e.g. {examples})"
+        if expected == "integer" and dtype.kind == "f" and df[col].hasnans:
+            line += " (whole numbers with nulls need the nullable Int64 dtype)"
+        elif expected in ("date", "datetime") and dtype == object:
+            line += " (convert with pandas.to_datetime)"
         return line
     if kind == "expect_table_row_count_to_be_between":
         return f"table has {r.get('observed_value', rows):,} rows, fewer than the {data.min_rows:,} required (data.min_rows)"
@@ -285,26 +344,20 @@ def _failure_line(check: str, result: dict, df: pd.DataFrame, data: DataSection,
         if check == "nulls" and rows and count == r.get("element_count", rows):
             return f"column {col} is entirely null"
         if check == "target_labels":
-            return f"{col}: {count:,} target values ({pct}) are null"
+            return f"{col}: the target is null in {_count(count, 'row')} ({pct})"
         allowed = data.columns[col].max_null_fraction
-        return f"{col}: {count:,} nulls ({pct}), more than the allowed {_pct(allowed * 100)} (max_null_fraction)"
+        return f"{col}: {_count(count, 'null')} ({pct}), more than the allowed {_pct(allowed * 100)} (max_null_fraction)"
     if kind == "expect_column_values_to_be_between":
-        lo, hi = kwargs.get("min_value"), kwargs.get("max_value")
-        where = (
-            f"outside [{_fmt(lo)}, {_fmt(hi)}]"
-            if lo is not None and hi is not None
-            else (f"below the minimum {_fmt(lo)}" if lo is not None else f"above the maximum {_fmt(hi)}")
-        )
-        return f"{col}: {count:,} values ({pct}) {where}, e.g. {examples}"
+        return f"{col}: {values} ({pct}) outside {_range(kwargs.get('min_value'), kwargs.get('max_value'))}, e.g. {examples}"
     if kind == "expect_column_values_to_be_in_set":
         if check == "target_labels":
-            return f"{col}: {count:,} values ({pct}) are not one of the labels {list(data.labels)}, e.g. {examples}"
-        return f"{col}: {count:,} values ({pct}) not in the allowed set {_fmt_list(kwargs['value_set'])}, e.g. {examples}"
+            return f"{col}: {values} ({pct}) not among the labels {list(data.labels)}, e.g. {examples}"
+        return f"{col}: {values} ({pct}) not in the allowed set {_fmt_list(kwargs['value_set'])}, e.g. {examples}"
     if kind == "expect_column_distinct_values_to_contain_set":
         missing = r.get("partial_missing_list") or []
         return f"{col}: label(s) {_fmt_list(missing)} never occur (expected labels {list(data.labels)})"
     if kind == "expect_column_values_to_be_unique":
-        return f"{col}: {count:,} rows ({pct}) share their id with another row, e.g. {examples}"
+        return f"{col}: {_count(count, 'row')} ({pct}) share their id with another row, e.g. {examples}"
     return f"{col or 'table'}: {kind} failed: {r}"
 
 
@@ -334,7 +387,17 @@ def _fmt_list(values: Sequence[Any]) -> str:
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
-    return repr(value) if isinstance(value, str) else str(value)
+    if isinstance(value, str):
+        return repr(value if len(value) <= 40 else value[:37] + "...")
+    return str(value)
+
+
+def _range(lo: Any, hi: Any) -> str:
+    return f"[{'-inf' if lo is None else _fmt(lo)}, {'inf' if hi is None else _fmt(hi)}]"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
 def _pct(percent: float | None) -> str:

@@ -123,6 +123,10 @@ class ModelRegistry(dg.ConfigurableResource):
         except MlflowException:
             return None
 
+    def champion_version(self, model_name: str) -> str | None:
+        champion = self.champion(model_name)
+        return None if champion is None else str(champion.version)  # MLflow returns int or str by store
+
     def set_champion(self, model_name: str, version: str) -> None:
         self.client().set_registered_model_alias(model_name, CHAMPION, version)
 

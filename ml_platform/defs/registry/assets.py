@@ -26,17 +26,17 @@ def champion_model(context: dg.AssetExecutionContext, project: ProjectResource, 
                    model_evaluation: dict) -> dict:
     cfg = project.config()
     name, challenger = cfg.model.name, model_evaluation["version"]
-    current = registry.champion(name)
+    current = registry.champion_version(name)
     champion_metrics = None
-    if current is not None and current.version != challenger:
+    if current is not None and current != challenger:
         # Re-score the champion on the challenger's holdout: the comparison must be on the same rows.
         data = model_evaluation["training_data"]
         split = split_training_data(read_snapshot(Path(data["path"]), data["sha256"]), cfg)
-        champion_metrics = evaluate_on_holdout(registry.load_model(name, current.version), split, cfg,
+        champion_metrics = evaluate_on_holdout(registry.load_model(name, current), split, cfg,
                                                latency_rows=20).metrics
     decision = decide_promotion(gate=cfg.gate, challenger=model_evaluation["metrics"], champion=champion_metrics,
                                 baseline=model_evaluation["baseline"])
-    if current is not None and current.version == challenger:
+    if current == challenger:
         decision_text = "already champion"
     else:
         decision_text = decision.verdict
@@ -44,12 +44,12 @@ def champion_model(context: dg.AssetExecutionContext, project: ProjectResource, 
     registry.tag_version(name, challenger, {
         "gate_decision": decision_text,
         "gate_reasons": json.dumps(decision.reasons),
-        "gate_compared_to": current.version if current is not None else "none (first model)",
+        "gate_compared_to": current or "none (first model)",
         "gate_evidence": model_evaluation["report_uri"],
         "gate_decided_at": now,
-        "gate_dagster_run_id": context.run_id,
+        "gate_dagster_run_id": context.run.run_id,
     })
-    previous = current.version if current is not None else None
+    previous = current
     if decision.promote and previous != challenger:
         registry.set_champion(name, challenger)
         registry.tag_version(name, challenger, {

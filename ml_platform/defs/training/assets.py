@@ -75,7 +75,7 @@ def trained_model(context: dg.AssetExecutionContext, project: ProjectResource, r
         "seed": str(cfg.training.seed),
         "holdout_fraction": str(cfg.training.holdout_fraction),
         "split_rule": f"hash({cfg.data.id_column})" if cfg.data.id_column else f"seeded shuffle ({cfg.training.seed})",
-        "dagster_run_id": context.run_id,
+        "dagster_run_id": context.run.run_id,
         "python": versions["python"],
         "sklearn": versions["scikit-learn"],
     }

@@ -1,0 +1,410 @@
+"""The platform's lifecycle against a bare script doing the same work, on the same data.
+
+    python bench/lifecycle.py [--rows 100000 1000000] [--repeat 1]
+
+For each size one demo batch (`generate_batch(1, rows=N, seed=7)`) is written to a Parquet file and a
+copy of ml_platform.yaml points `data.source` at it (kind: file). Then, each in a fresh Python process
+(so every side pays its own imports and no side inherits warm caches from another):
+
+- bare script (the baseline): pandas reads the file, computes the dbt feature columns in pandas,
+  splits with `holdout_mask`, fits `build_pipeline`, evaluates with `evaluate_classifier`. No
+  validation, no tracking, no registry: what a notebook does.
+- platform, training path: `run_lifecycle(selection=...)` for ingest -> contract checks ->
+  validated batches -> dbt features -> training snapshot -> fit + MLflow register -> evaluation ->
+  promotion gate, on a fresh ML_PLATFORM_HOME.
+- platform, full lifecycle: the same plus batch scoring and the Evidently drift report.
+
+The ratios are platform seconds / bare seconds. Target: training-path ratio at 1M rows <= 1.3.
+Per-step durations come from the run's Dagster event log (STEP_START -> STEP_SUCCESS).
+Results are printed and written to bench/results/lifecycle-<timestamp>.json.
+"""
+
+from __future__ import annotations
+
+import time
+
+# Subprocess modes count from here: their imports (dagster, mlflow, sklearn, ...) are part of the cost.
+_STARTED = time.perf_counter()
+_STARTED_EPOCH = time.time()
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import shutil  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+from datetime import UTC, datetime  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+BENCH_DIR = Path(__file__).resolve().parent
+PROJECT_ROOT = BENCH_DIR.parent
+RESULTS_DIR = BENCH_DIR / "results"
+
+# The assets of load -> validate -> features -> fit -> evaluate -> register -> gate. raw_batch's
+# blocking contract checks run with it; dbt's tests run with the dbt models.
+TRAINING_PATH = [
+    "raw_batch",
+    "validated_batches",
+    "features/stg_churn_batches",
+    "features/churn_features",
+    "training_data",
+    "trained_model",
+    "model_evaluation",
+    "champion_model",
+]
+TARGET_ROWS = 1_000_000
+TARGET_RATIO = 1.3
+DEMO_SEED = 7
+WARMUP_ROWS = 5_000
+
+# Dagster step keys, in lifecycle order, with what each one does.
+STEP_LABELS = {
+    "raw_batch": "raw_batch (read source, write snapshot)",
+    "raw_batch_contract": "contract checks (GX)",
+    "validated_batches": "validated_batches (DuckDB append)",
+    "feature_models": "dbt build (features + tests)",
+    "training_data": "training_data (query, snapshot)",
+    "trained_model": "trained_model (fit + MLflow)",
+    "model_evaluation": "model_evaluation",
+    "champion_model": "champion_model (gate)",
+    "batch_predictions": "batch_predictions",
+    "drift_report": "drift_report (Evidently)",
+}
+BARE_PHASES = ("imports", "load", "features", "split", "fit", "evaluate")
+
+
+# --- the bare script (a notebook's version of the training path) ----------------------------------
+
+
+def bare_once(data_path: Path, config_path: Path) -> dict:
+    """Load, engineer the dbt features in pandas, split, fit and evaluate. Timed per phase."""
+    phases: dict[str, float] = {}
+    mark = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal mark
+        now = time.perf_counter()
+        phases[name] = now - mark
+        mark = now
+
+    import pandas as pd
+
+    from ml_platform.config import load_config
+    from ml_platform.lib.evaluation import evaluate_classifier
+    from ml_platform.lib.modeling import build_pipeline, split_training_data
+
+    cfg = load_config(config_path)
+    lap("imports")
+
+    raw = pd.read_parquet(data_path)
+    lap("load")
+
+    features = engineer_features(raw)
+    lap("features")
+
+    split = split_training_data(features, cfg)
+    lap("split")
+
+    pipeline = build_pipeline(cfg, split.X_train)
+    pipeline.fit(split.X_train, split.y_train)
+    lap("fit")
+
+    sensitive = cfg.data.sensitive_column
+    evaluation = evaluate_classifier(
+        pipeline,
+        split.X_holdout.reset_index(drop=True),
+        split.y_holdout.reset_index(drop=True),
+        positive_label=cfg.data.positive_label,
+        sensitive=split.holdout[sensitive] if sensitive else None,
+    )
+    lap("evaluate")
+    return {
+        "elapsed_s": time.perf_counter() - _STARTED,
+        "phases": phases,
+        "rows": len(features),
+        "train_rows": len(split.X_train),
+        "holdout_rows": len(split.X_holdout),
+        "feature_columns": split.feature_columns,
+        "metrics": {k: float(v) for k, v in evaluation.metrics.items()},
+    }
+
+
+def engineer_features(raw):
+    """dbt_project/models (stg_churn_batches + churn_features) in pandas, same columns in the same order.
+
+    Left out, because they change nothing on this data and a notebook would not do them: trimming and
+    lower-casing categories (already clean), keeping the latest copy of a re-ingested customer (each
+    customer occurs once) and ordering by customer_id (the demo batch is already in that order).
+    """
+    import numpy as np
+
+    frame = raw.copy()
+    frame["total_charges"] = frame["total_charges"].fillna(frame["monthly_charges"] * frame["tenure_months"])
+    tenure = np.maximum(frame["tenure_months"], 1)
+    frame["avg_charge_per_month"] = frame["total_charges"] / tenure
+    frame["charges_to_products"] = frame["monthly_charges"] / np.maximum(frame["num_products"], 1)
+    frame["is_new_customer"] = (frame["tenure_months"] < 6).astype("int32")
+    frame["calls_per_tenure_year"] = frame["support_calls"] * 12.0 / tenure
+    frame["is_month_to_month"] = (frame["contract"] == "month-to-month").astype("int32")
+    frame["has_fiber"] = (frame["internet_service"] == "fiber").astype("int32")
+    label = frame.pop("churned")
+    frame["churned"] = label
+    return frame
+
+
+# --- one platform run -------------------------------------------------------------------------------
+
+
+def platform_once(config_path: Path, home: Path, selection: list[str] | None) -> dict:
+    """run_lifecycle on a fresh home; the wall time and each step's duration from the Dagster event log."""
+    from ml_platform.runner import run_lifecycle
+
+    result = run_lifecycle(config_file=config_path, home=home, selection=selection)
+    elapsed = time.perf_counter() - _STARTED
+    finished_epoch = time.time()
+
+    run = run_timings(result.run_id)
+    evaluation = result.outputs.get("model_evaluation") or {}
+    trained = result.outputs.get("trained_model") or {}
+    return {
+        "elapsed_s": elapsed,
+        "success": result.success,
+        "errors": result.errors,
+        "assets": result.assets,
+        "checks_run": sorted(result.checks),
+        "checks_failed": sorted(k for k, v in result.checks.items() if not v["passed"]),
+        "run_s": run["end"] - run["start"],
+        # Process start to the run's first event: interpreter, imports, definitions, dbt manifest, instance.
+        "before_run_s": run["start"] - _STARTED_EPOCH,
+        # The run's last event to the end of run_lifecycle: result summary.
+        "after_run_s": finished_epoch - run["end"],
+        "steps": run["steps"],
+        "fit_s": trained.get("fit_seconds"),
+        "metrics": {k: float(v) for k, v in (evaluation.get("metrics") or {}).items()},
+    }
+
+
+def run_timings(run_id: str) -> dict:
+    """Start and end of the run and of each step (seconds), read back from the Dagster instance."""
+    import dagster as dg
+
+    from ml_platform.runner import dagster_instance
+
+    with dagster_instance() as instance:
+        records = instance.all_logs(run_id)
+    starts: dict[str, float] = {}
+    steps: dict[str, float] = {}
+    for record in records:
+        event = record.dagster_event
+        if event is None or not event.step_key:
+            continue
+        if event.event_type == dg.DagsterEventType.STEP_START:
+            starts[event.step_key] = record.timestamp
+        elif event.event_type in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
+            steps[event.step_key] = record.timestamp - starts.get(event.step_key, record.timestamp)
+    stamps = [r.timestamp for r in records]
+    return {"start": min(stamps), "end": max(stamps), "steps": steps}
+
+
+# --- the driver ---------------------------------------------------------------------------------------
+
+
+def prepare(rows: int, workdir: Path) -> tuple[Path, Path]:
+    """The demo batch as Parquet and a config reading it (ml_platform.yaml with a file source)."""
+    import yaml
+
+    from ml_platform.lib.demo_data import generate_batch
+
+    data_path = workdir / f"churn-{rows}.parquet"
+    generate_batch(1, rows=rows, seed=DEMO_SEED).to_parquet(data_path, index=False)
+    config = yaml.safe_load((PROJECT_ROOT / "ml_platform.yaml").read_text())
+    config["data"]["source"] = {"kind": "file", "path": str(data_path)}
+    config_path = workdir / f"ml_platform-{rows}.yaml"
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return data_path, config_path
+
+
+def in_subprocess(args: list[str]) -> dict:
+    """Run this file in a fresh interpreter; return the JSON it prints last, plus the outside wall time."""
+    env = {k: v for k, v in os.environ.items() if k not in {"ML_PLATFORM_HOME", "ML_PLATFORM_CONFIG", "DAGSTER_HOME"}}
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), *args], capture_output=True, text=True,
+                          env=env, cwd=PROJECT_ROOT)
+    wall = time.perf_counter() - started
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"benchmark subprocess {' '.join(args)} failed (exit {proc.returncode}):\n"
+                           f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return {**json.loads(lines[-1]), "wall_s": wall}
+
+
+def measure_bare(data_path: Path, config_path: Path) -> dict:
+    return in_subprocess(["--bare-once", str(data_path), str(config_path)])
+
+
+def measure_platform(config_path: Path, scope: str, keep: bool) -> dict:
+    home = Path(tempfile.mkdtemp(prefix=f"bench-{scope}-"))
+    try:
+        out = in_subprocess(["--platform-once", str(config_path), str(home), "--scope", scope])
+    finally:
+        if not keep:
+            shutil.rmtree(home, ignore_errors=True)
+    if not out["success"]:
+        raise RuntimeError(f"the platform's {scope} run failed:\n" + "\n".join(out["errors"]))
+    if scope == "training":
+        missing = [k for k in ("raw_batch:schema", "raw_batch:unique_ids") if k not in out["checks_run"]]
+        if missing:
+            raise RuntimeError(f"the training-path selection did not run raw_batch's contract checks ({missing})")
+    return {**out, "home": str(home) if keep else None}
+
+
+def bench_size(rows: int, repeat: int, keep: bool, log) -> dict:
+    workdir = Path(tempfile.mkdtemp(prefix=f"bench-lifecycle-{rows}-"))
+    try:
+        data_path, config_path = prepare(rows, workdir)
+        runs: dict[str, list[dict]] = {"bare": [], "training": [], "full": []}
+        for i in range(repeat):
+            # Interleaved, so a disturbance from another process spreads over all three.
+            for name in runs:
+                log(f"  {rows:>9,} rows  run {i + 1}/{repeat}  {name:<8} ...")
+                out = (measure_bare(data_path, config_path) if name == "bare"
+                       else measure_platform(config_path, name, keep))
+                runs[name].append(out)
+                log(f" {out['elapsed_s']:.1f}s\n")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return summarize(rows, runs)
+
+
+def summarize(rows: int, runs: dict[str, list[dict]]) -> dict:
+    med = {name: statistics.median(r["elapsed_s"] for r in rs) for name, rs in runs.items()}
+
+    def median_of(rs: list[dict], get) -> float | None:
+        values = [v for v in (get(r) for r in rs) if v is not None]
+        return statistics.median(values) if values else None
+
+    steps: dict[str, dict[str, float | None]] = {}
+    for scope in ("training", "full"):
+        rs = runs[scope]
+        keys = [k for k in STEP_LABELS if any(k in r["steps"] for r in rs)]
+        keys += sorted({k for r in rs for k in r["steps"]} - set(keys))
+        table = {"before run (imports, definitions, instance)": median_of(rs, lambda r: r["before_run_s"])}
+        for key in keys:
+            table[STEP_LABELS.get(key, key)] = median_of(rs, lambda r, k=key: r["steps"].get(k))
+            if key == "trained_model":
+                table["  of which fit"] = median_of(rs, lambda r: r["fit_s"])
+        table["between steps (Dagster events, IO)"] = median_of(
+            rs, lambda r: r["run_s"] - sum(r["steps"].values()))
+        table["after run (result summary)"] = median_of(rs, lambda r: r["after_run_s"])
+        table["total"] = med[scope]
+        steps[scope] = table
+    bare_phases = {p: median_of(runs["bare"], lambda r, p=p: r["phases"].get(p)) for p in BARE_PHASES}
+    bare_phases["total"] = med["bare"]
+    auc = {name: median_of(rs, lambda r: r["metrics"].get("roc_auc")) for name, rs in runs.items()}
+    return {
+        "rows": rows,
+        "repeat": len(runs["bare"]),
+        "seconds": med,
+        "ratio_training_vs_bare": med["training"] / med["bare"],
+        "ratio_full_vs_bare": med["full"] / med["bare"],
+        "steps": steps,
+        "bare_phases": bare_phases,
+        "holdout_roc_auc": auc,
+        "runs": runs,
+    }
+
+
+def render(result: dict) -> str:
+    rows, sec = result["rows"], result["seconds"]
+    lines = [
+        f"lifecycle benchmark: {rows:,} rows (median of {result['repeat']})",
+        f"  {'':34}{'seconds':>9}  {'ratio vs bare':>13}",
+        f"  {'bare script (baseline)':34}{sec['bare']:>9.1f}  {1.0:>13.2f}",
+        f"  {'platform training path':34}{sec['training']:>9.1f}  {result['ratio_training_vs_bare']:>13.2f}",
+        f"  {'platform full lifecycle':34}{sec['full']:>9.1f}  {result['ratio_full_vs_bare']:>13.2f}",
+        "",
+        f"  {'platform steps (s)':44}{'training':>9}{'full':>9}",
+    ]
+    training, full = result["steps"]["training"], result["steps"]["full"]
+    for label in dict.fromkeys([*training, *full]):
+        if label == "total":
+            continue
+        lines.append(f"  {label:44}{_fmt(training.get(label)):>9}{_fmt(full.get(label)):>9}")
+    lines.append(f"  {'total':44}{_fmt(training['total']):>9}{_fmt(full['total']):>9}")
+    bare = result["bare_phases"]
+    lines.append("  bare script (s): " + ", ".join(f"{p} {_fmt(bare[p])}" for p in (*BARE_PHASES, "total")))
+    auc = result["holdout_roc_auc"]
+    lines.append("  holdout ROC AUC (same data, split and model): "
+                 + ", ".join(f"{k} {v:.4f}" for k, v in auc.items() if v is not None))
+    return "\n".join(lines)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def target_line(results: list[dict]) -> str:
+    at_target = [r for r in results if r["rows"] == TARGET_ROWS]
+    if not at_target:
+        return f"target: training-path ratio at 1M rows ≤ {TARGET_RATIO}: not measured (add {TARGET_ROWS} to --rows)"
+    ratio = at_target[0]["ratio_training_vs_bare"]
+    verdict = "MET" if ratio <= TARGET_RATIO else "NOT MET"
+    return f"target: training-path ratio at 1M rows ≤ {TARGET_RATIO}: {verdict} ({ratio:.2f})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--repeat", type=int, default=1, help="measurements per side and size (median reported)")
+    parser.add_argument("--no-warmup", action="store_true",
+                        help=f"skip the untimed {WARMUP_ROWS:,}-row run of each side that warms the OS file cache")
+    parser.add_argument("--keep", action="store_true", help="keep each platform run's ML_PLATFORM_HOME")
+    # Internal: one measurement in this (fresh) process; prints its result as JSON.
+    parser.add_argument("--bare-once", nargs=2, metavar=("DATA", "CONFIG"), help=argparse.SUPPRESS)
+    parser.add_argument("--platform-once", nargs=2, metavar=("CONFIG", "HOME"), help=argparse.SUPPRESS)
+    parser.add_argument("--scope", choices=["training", "full"], default="training", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.bare_once:
+        print(json.dumps(bare_once(Path(args.bare_once[0]), Path(args.bare_once[1]))))
+        return 0
+    if args.platform_once:
+        selection = TRAINING_PATH if args.scope == "training" else None
+        print(json.dumps(platform_once(Path(args.platform_once[0]), Path(args.platform_once[1]), selection),
+                         default=str))
+        return 0
+
+    def log(text: str) -> None:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+
+    if not args.no_warmup:
+        log(f"warm-up ({WARMUP_ROWS:,} rows, untimed)\n")
+        bench_size(WARMUP_ROWS, 1, keep=False, log=log)
+    results = []
+    for rows in args.rows:
+        result = bench_size(rows, args.repeat, args.keep, log)
+        results.append(result)
+        print("\n" + render(result), flush=True)
+    print("\n" + target_line(results))
+
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = RESULTS_DIR / f"lifecycle-{stamp}.json"
+    out.write_text(json.dumps({
+        "benchmark": "lifecycle",
+        "created_at": stamp,
+        "python": sys.version.split()[0],
+        "cpus": os.cpu_count(),
+        "training_path": TRAINING_PATH,
+        "target": {"rows": TARGET_ROWS, "max_ratio": TARGET_RATIO, "line": target_line(results)},
+        "results": results,
+    }, indent=2, default=str))
+    print(f"results: {out.relative_to(PROJECT_ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

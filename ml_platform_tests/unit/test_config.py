@@ -1,0 +1,97 @@
+"""The project config: the demo config is valid; every invalid one names the file, the field and the fix."""
+
+from pathlib import Path
+
+import pytest
+
+from ml_platform.config import ConfigError, load_config
+from ml_platform_tests.conftest import DEMO_CONFIG, write_config
+
+
+def test_demo_config_is_valid():
+    config = load_config(DEMO_CONFIG)
+    assert config.model.name == "churn"
+    assert config.data.target == "churned"
+    assert config.raw_table == "raw.churn_batches"
+    assert len(config.fingerprint()) == 64
+
+
+def error_for(tmp_path: Path, overrides: dict) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write_config(tmp_path, overrides))
+    return str(caught.value)
+
+
+def test_unknown_estimator_names_the_field_and_suggests_the_right_class(tmp_path):
+    message = error_for(tmp_path, {"training": {"estimator": {"class": "sklearn.ensemble.RandomForest"}}})
+    assert "ml_platform.yaml: training.estimator.class: 'sklearn.ensemble.RandomForest' is not importable" in message
+    assert "did you mean RandomForestClassifier or RandomForestRegressor?" in message
+
+
+def test_estimator_in_a_missing_module(tmp_path):
+    message = error_for(tmp_path, {"training": {"estimator": {"class": "no_such_pkg.Model"}}})
+    assert "module 'no_such_pkg' not found" in message
+
+
+def test_missing_pipeline_function(tmp_path):
+    message = error_for(tmp_path, {"training": {"estimator": {"class": None, "pipeline": "ml_platform.lib.modeling:nope"}}})
+    assert "training.estimator.pipeline" in message and "not importable" in message
+
+
+def test_unknown_column_is_named_with_a_suggestion(tmp_path):
+    message = error_for(tmp_path, {"data": {"target": "churn"}})
+    assert "ml_platform.yaml: data: target: column 'churn' is not in data.columns (did you mean 'churned'?)" in message
+
+
+def test_unknown_excluded_column(tmp_path):
+    message = error_for(tmp_path, {"data": {"exclude_columns": ["favourite_colour"]}})
+    assert "exclude_columns: column 'favourite_colour' is not in data.columns" in message
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"training": {"holdout_fraction": 1.5}}, "training.holdout_fraction"),
+        ({"gate": {"floor": 2}}, "gate.floor"),
+        ({"gate": {"max_latency_p99_ms": -1}}, "gate.max_latency_p99_ms"),
+        ({"drift": {"drifted_share_threshold": 0}}, "drift.drifted_share_threshold"),
+        ({"gate": {"metric": "accuracy"}}, "gate.metric"),
+    ],
+)
+def test_bad_thresholds_name_the_field_and_the_value(tmp_path, overrides, field):
+    message = error_for(tmp_path, overrides)
+    assert f"ml_platform.yaml: {field}:" in message
+    assert "got" in message
+
+
+def test_a_typo_in_a_field_name_is_an_error_not_ignored(tmp_path):
+    message = error_for(tmp_path, {"gate": {"min_improvment": 0.1}})
+    assert "gate.min_improvment: Extra inputs are not permitted" in message
+
+
+def test_inverted_range_in_the_contract(tmp_path):
+    message = error_for(tmp_path, {"data": {"columns": {"tenure_months": {"type": "integer", "min": 10, "max": 1}}}})
+    assert "data.columns.tenure_months" in message and "greater than max" in message
+
+
+def test_positive_label_must_be_a_label(tmp_path):
+    message = error_for(tmp_path, {"data": {"positive_label": "yes"}})
+    assert "positive_label 'yes' is not one of labels [0, 1]" in message
+
+
+def test_file_source_needs_a_path(tmp_path):
+    message = error_for(tmp_path, {"data": {"source": {"kind": "file"}}})
+    assert "data.source: kind 'file' needs a 'path'" in message
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "absent.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("model: [unclosed\n")
+    with pytest.raises(ConfigError, match="broken.yaml: not valid YAML"):
+        load_config(broken)
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("just a string\n")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_config(scalar)

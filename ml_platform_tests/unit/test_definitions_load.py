@@ -1,0 +1,24 @@
+"""Loading the Dagster definitions stays cheap: no heavy library is imported until an asset runs."""
+
+import json
+import subprocess
+import sys
+
+from ml_platform.settings import PROJECT_ROOT
+
+HEAVY = ("mlflow", "evidently", "great_expectations", "dbt", "sklearn", "matplotlib")
+
+
+def test_loading_definitions_imports_no_heavy_library(tmp_path):
+    probe = (
+        "import json, sys; from ml_platform.definitions import defs; d = defs(); "
+        "keys = sorted(k.to_user_string() for k in d.resolve_asset_graph().get_all_asset_keys()); "
+        f"print(json.dumps({{'keys': keys, 'heavy': sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r})}}))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=PROJECT_ROOT,
+                            env={"ML_PLATFORM_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}, timeout=120)
+    assert result.returncode == 0, result.stderr
+    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    assert loaded["heavy"] == []
+    assert {"raw_batch", "validated_batches", "features/churn_features", "training_data", "trained_model",
+            "model_evaluation", "champion_model", "batch_predictions", "drift_report"} <= set(loaded["keys"])
