@@ -115,7 +115,13 @@ def build_expectations(data: DataSection) -> dict[str, list]:
             add("nulls", E.ExpectColumnValuesToNotBeNull, column=col, mostly=1 - spec.max_null_fraction)
         else:
             # Nulls are allowed, but a column with no value at all is a broken feed.
-            add("nulls", E.ExpectColumnProportionOfNonNullValuesToBeBetween, column=col, min_value=0, strict_min=True)
+            add(
+                "nulls",
+                E.ExpectColumnProportionOfNonNullValuesToBeBetween,
+                column=col,
+                min_value=0,
+                strict_min=True,
+            )
 
         if spec.min is not None or spec.max is not None:
             add("ranges", E.ExpectColumnValuesToBeBetween, column=col, min_value=spec.min, max_value=spec.max)
@@ -177,9 +183,7 @@ def validate_batch(df: pd.DataFrame, data: DataSection) -> ValidationReport:
     # GX filters the whole frame before each column check (`df[df[col].notnull()]`); without
     # copy-on-write pandas copies every column each time, which is a third of the run time.
     with pd.option_context("mode.copy_on_write", True):
-        suite_result = validation.run(
-            batch_parameters={"dataframe": frame}, result_format=_RESULT_FORMAT
-        )
+        suite_result = validation.run(batch_parameters={"dataframe": frame}, result_format=_RESULT_FORMAT)
 
     # GX groups results by column; report them in the contract's order. The failure lines read
     # the result objects, whose example values keep their Python types (dates stay dates).
@@ -231,7 +235,11 @@ def _runnable(by_check: dict[str, list], frame: pd.DataFrame) -> tuple[dict[str,
         runnable[check] = []
         for e in expectations:
             col = getattr(e, "column", None)
-            if col is not None and col not in frame.columns and e.expectation_type != "expect_column_to_exist":
+            if (
+                col is not None
+                and col not in frame.columns
+                and e.expectation_type != "expect_column_to_exist"
+            ):
                 continue
             if e.expectation_type == "expect_column_values_to_be_between":
                 dtype = frame[col].dtype
@@ -297,7 +305,9 @@ def _describe(check: str, df: pd.DataFrame, data: DataSection) -> str:
             else "No column lists allowed values in the contract; nothing to check"
         )
     if check == "target_labels":
-        return f"Target '{data.target}' is present, never null, and its labels are exactly {list(data.labels)}"
+        return (
+            f"Target '{data.target}' is present, never null, and its labels are exactly {list(data.labels)}"
+        )
     if check == "unique_ids":
         return (
             f"Each '{data.id_column}' occurs once"
@@ -333,7 +343,7 @@ def _failure_line(check: str, result: Any, df: pd.DataFrame, data: DataSection, 
             line += f" ({values} ({pct}) of type {', '.join(kinds)}, e.g. {examples})"
         if expected == "integer" and dtype.kind == "f" and df[col].hasnans:
             line += " (whole numbers with nulls need the nullable Int64 dtype)"
-        elif expected in ("date", "datetime") and dtype == object:
+        elif expected in ("date", "datetime") and dtype.kind == "O":
             line += " (convert with pandas.to_datetime)"
         return line
     if kind == "expect_table_row_count_to_be_between":

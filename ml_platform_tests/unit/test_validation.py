@@ -4,7 +4,6 @@ batch fails the check that guards against it, with a line that names the column 
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,8 +11,8 @@ import pytest
 
 from ml_platform.config import DataSection, ProjectConfig, load_config
 from ml_platform.lib.validation import CHECK_NAMES, ValidationReport, build_expectations, validate_batch
+from ml_platform_tests.conftest import DEMO_CONFIG
 
-DEMO_CONFIG = Path(__file__).resolve().parents[2] / "ml_platform.yaml"
 ROWS = 500  # so that 1 row is 0.2%
 
 
@@ -106,7 +105,9 @@ def test_target_with_an_unexpected_label(data):
 
     report = validate_batch(batch, data)
 
-    assert failed(report) == {"target_labels": ["churned: 3 values (0.6%) not among the labels [0, 1], e.g. [2]"]}
+    assert failed(report) == {
+        "target_labels": ["churned: 3 values (0.6%) not among the labels [0, 1], e.g. [2]"]
+    }
 
 
 def test_target_missing_a_label(data):
@@ -124,8 +125,12 @@ def test_numbers_stored_as_strings(data):
     problems = failed(report)
     assert set(problems) == {"schema", "ranges"}
     [schema_line] = problems["schema"]
-    assert schema_line.startswith("monthly_charges: expected number, got object (500 values (100%) of type str")
-    assert problems["ranges"] == ["monthly_charges: range [15, 200] not checked, the column holds object, not numbers"]
+    assert schema_line.startswith(
+        "monthly_charges: expected number, got object (500 values (100%) of type str"
+    )
+    assert problems["ranges"] == [
+        "monthly_charges: range [15, 200] not checked, the column holds object, not numbers"
+    ]
 
 
 def test_integer_column_with_nulls_hints_at_the_nullable_dtype(data):
@@ -174,7 +179,9 @@ def test_duplicate_ids(data):
 
     report = validate_batch(batch, data)
 
-    assert failed(report) == {"unique_ids": ["customer_id: 2 rows (0.4%) share their id with another row, e.g. ['c00000000']"]}
+    assert failed(report) == {
+        "unique_ids": ["customer_id: 2 rows (0.4%) share their id with another row, e.g. ['c00000000']"]
+    }
 
 
 def test_value_out_of_range(data):
