@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     from ml_platform.runner import run_lifecycle
 
-    result = run_lifecycle(batch=args.batch)
+    result = run_lifecycle(batch=args.batch, quiet=True)
     if args.json:
         print(json.dumps(result.to_json(), indent=2, default=str))
     else:
@@ -91,6 +91,7 @@ def _print_run(result: Any) -> None:
               f"(drifted share {drift['drifted_share']:.2f}); report {drift['report_path']}")
     for error in result.errors:
         print(_color("  error: ", RED) + error)
+    print(_color(f"  full log: {result.log_file}", DIM))
 
 
 def _status(args: argparse.Namespace) -> int:

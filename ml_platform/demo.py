@@ -19,7 +19,7 @@ def run_demo(*, batches: int = 4, as_json: bool = False) -> int:
     runs = []
     for i in range(batches):
         started = time.perf_counter()
-        result = run_lifecycle()
+        result = run_lifecycle(quiet=True)
         elapsed = time.perf_counter() - started
         gate = result.outputs.get("champion_model") or {}
         drift = result.outputs.get("drift_report") or {}
@@ -35,6 +35,8 @@ def run_demo(*, batches: int = 4, as_json: bool = False) -> int:
                   f"drift {'DETECTED' if drift.get('dataset_drift') else 'none'}")
             for error in result.errors:
                 print(f"    error: {error}")
+            if not result.success:
+                print(f"    full log: {result.log_file}")
         if not result.success:
             break
     status = model_status()

@@ -6,8 +6,10 @@ them run exactly what `make ui` shows: runs land in the same Dagster storage und
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +35,11 @@ class LifecycleResult:
     checks: dict[str, dict] = field(default_factory=dict)  # "asset:check" -> {"passed": bool, "metadata": ...}
     errors: list[str] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)  # asset key -> the asset's returned value
+    log_file: str | None = None  # with quiet=True: where the run's console output went
 
     def to_json(self) -> dict:
         return {"success": self.success, "run_id": self.run_id, "assets": self.assets, "checks": self.checks,
-                "errors": self.errors, "outputs": self.outputs}
+                "errors": self.errors, "outputs": self.outputs, "log_file": self.log_file}
 
 
 def use_environment(*, config_file: str | Path | None = None, home: str | Path | None = None) -> ProjectConfig:
@@ -73,9 +76,11 @@ def run_lifecycle(
     batch: str | None = None,
     selection: list[str] | None = None,
     log_level: str = "WARNING",
+    quiet: bool = False,
 ) -> LifecycleResult:
     """Materialize the lifecycle (or `selection`, a list of asset keys) for one batch; never raises for a
-    failed step: the result says which assets failed and why."""
+    failed step: the result says which assets failed and why. `quiet` sends the run's console output
+    (dbt's log, warnings) to a file under ML_PLATFORM_HOME/logs instead of the terminal."""
     import dagster as dg
 
     use_environment(config_file=config_file, home=home)
@@ -84,14 +89,25 @@ def run_lifecycle(
     run_config: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     if batch:
         run_config["ops"] = {"raw_batch": {"config": {"batch": batch}}}
-    with dagster_instance() as instance:
+    log_file = None
+    with contextlib.ExitStack() as stack:
+        if quiet:
+            logs = settings.platform_paths().home / "logs"
+            logs.mkdir(exist_ok=True)
+            log_file = logs / f"run-{datetime.now(UTC):%Y%m%dT%H%M%S%f}.log"
+            sink = stack.enter_context(open(log_file, "w"))
+            stack.enter_context(contextlib.redirect_stdout(sink))
+            stack.enter_context(contextlib.redirect_stderr(sink))
+        instance = stack.enter_context(dagster_instance())
         result = job.execute_in_process(
             run_config=run_config,
             instance=instance,
             raise_on_error=False,
             asset_selection=[dg.AssetKey.from_user_string(k) for k in selection] if selection else None,
         )
-    return _summarize(result, job)
+    summary = _summarize(result, job)
+    summary.log_file = str(log_file) if log_file else None
+    return summary
 
 
 def _summarize(result: Any, job: Any) -> LifecycleResult:
