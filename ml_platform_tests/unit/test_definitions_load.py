@@ -1,8 +1,10 @@
 """Loading the Dagster definitions stays cheap: no heavy library is imported until an asset runs."""
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 from ml_platform.settings import PROJECT_ROOT
 
@@ -22,3 +24,16 @@ def test_loading_definitions_imports_no_heavy_library(tmp_path):
     assert loaded["heavy"] == []
     assert {"raw_batch", "validated_batches", "features/churn_features", "training_data", "trained_model",
             "model_evaluation", "champion_model", "batch_predictions", "drift_report"} <= set(loaded["keys"])
+
+
+def test_dg_sees_every_stage(tmp_path):
+    """[tool.dg] in pyproject.toml makes the project a dg project: `dg list defs` lists what Dagster loads."""
+    dg = Path(sys.executable).parent / "dg"
+    result = subprocess.run([str(dg), "list", "defs", "--json"], capture_output=True, text=True, cwd=PROJECT_ROOT,
+                            env={**os.environ, "ML_PLATFORM_HOME": str(tmp_path), "VIRTUAL_ENV": str(dg.parent.parent)},
+                            timeout=180)
+    assert result.returncode == 0, result.stderr
+    listed = json.loads(result.stdout[result.stdout.index("{"):])
+    groups = {a["group_name"] for a in listed["assets"]}
+    assert groups == {"ingestion", "validation", "features", "training", "evaluation", "registry", "serving", "monitoring"}
+    assert "lifecycle" in {j["name"] for j in listed["jobs"]}
