@@ -32,7 +32,7 @@ def run_demo(*, batches: int = 4, as_json: bool = False) -> int:
             print(f"[{i + 1}/{batches}] {batch}: {mark} in {elapsed:.1f}s — "
                   f"{runs[-1]['materialized']}/{len(result.assets)} assets materialized; "
                   f"version {gate.get('challenger_version', '-')} {gate.get('decision', '-')}; "
-                  f"drift {'DETECTED' if drift.get('dataset_drift') else 'none'}")
+                  f"drift {'DETECTED' if drift.get('dataset_drift') else 'none'}", flush=True)
             for error in result.errors:
                 print(f"    error: {error}")
             if not result.success:

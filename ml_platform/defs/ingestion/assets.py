@@ -17,8 +17,8 @@ class IngestionConfig(dg.Config):
     owners=["team:ml-platform"],
     description="The newest source batch, stored as an immutable Parquet snapshot named by its SHA-256.",
 )
-def raw_batch(context: dg.AssetExecutionContext, config: IngestionConfig, project: ProjectResource,
-              warehouse: Warehouse) -> dict:
+def raw_batch(config: IngestionConfig, project: ProjectResource,
+              warehouse: Warehouse) -> dg.Output[dict]:
     cfg = project.config()
     paths = project.paths()
     source = load_batch(
@@ -28,14 +28,17 @@ def raw_batch(context: dg.AssetExecutionContext, config: IngestionConfig, projec
         read_table=lambda table: warehouse.query(f"select * from {table}"),
     )
     snapshot = write_snapshot(source.frame, paths.snapshots / "raw")
-    context.add_output_metadata({
-        "batch_id": source.batch_id,
-        "source": source.location,
-        "rows": snapshot.rows,
-        "columns": len(snapshot.columns),
-        "snapshot_sha256": snapshot.sha256,
-        "snapshot_path": dg.MetadataValue.path(str(snapshot.path)),
-        "dagster/row_count": snapshot.rows,
-    })
-    context.add_output_metadata({"dagster/data_version": snapshot.sha256})
-    return {"batch_id": source.batch_id, "sha256": snapshot.sha256, "path": str(snapshot.path), "rows": snapshot.rows}
+    # The content hash is the data version: downstream assets see "unchanged" when the same data arrives again.
+    return dg.Output(
+        {"batch_id": source.batch_id, "sha256": snapshot.sha256, "path": str(snapshot.path), "rows": snapshot.rows},
+        data_version=dg.DataVersion(snapshot.sha256),
+        metadata={
+            "batch_id": source.batch_id,
+            "source": source.location,
+            "rows": snapshot.rows,
+            "columns": len(snapshot.columns),
+            "snapshot_sha256": snapshot.sha256,
+            "snapshot_path": dg.MetadataValue.path(str(snapshot.path)),
+            "dagster/row_count": snapshot.rows,
+        },
+    )

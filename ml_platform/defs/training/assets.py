@@ -23,7 +23,7 @@ from ml_platform.settings import PROJECT_ROOT
     description="The feature table as an immutable snapshot (SHA-256 named) with the feature code version "
     "(dbt manifest checksums) it was built by: what a model version is trained and reproduced from.",
 )
-def training_data(context: dg.AssetExecutionContext, project: ProjectResource, warehouse: Warehouse) -> dict:
+def training_data(project: ProjectResource, warehouse: Warehouse) -> dg.Output[dict]:
     cfg = project.config()
     table = f"features.{cfg.features.dbt_model}"
     if not warehouse.table_exists(table):
@@ -33,17 +33,20 @@ def training_data(context: dg.AssetExecutionContext, project: ProjectResource, w
     frame = warehouse.query(f"select * from {table} order by {order}")
     snapshot = write_snapshot(frame, project.paths().snapshots / "training")
     version, models = feature_code_version(feature_project().manifest_path, cfg.features.dbt_model)
-    context.add_output_metadata({
-        "rows": snapshot.rows,
-        "snapshot_sha256": snapshot.sha256,
-        "snapshot_path": dg.MetadataValue.path(str(snapshot.path)),
-        "feature_code_version": version,
-        "dbt_models": ", ".join(models),
-        "batches": int(frame["snapshot_hash"].nunique()) if "snapshot_hash" in frame else 0,
-        "dagster/row_count": snapshot.rows,
-    })
-    return {"sha256": snapshot.sha256, "path": str(snapshot.path), "rows": snapshot.rows,
-            "feature_code_version": version, "feature_table": table}
+    return dg.Output(
+        {"sha256": snapshot.sha256, "path": str(snapshot.path), "rows": snapshot.rows,
+         "feature_code_version": version, "feature_table": table},
+        data_version=dg.DataVersion(snapshot.sha256),
+        metadata={
+            "rows": snapshot.rows,
+            "snapshot_sha256": snapshot.sha256,
+            "snapshot_path": dg.MetadataValue.path(str(snapshot.path)),
+            "feature_code_version": version,
+            "dbt_models": ", ".join(models),
+            "batches": int(frame["snapshot_hash"].nunique()) if "snapshot_hash" in frame else 0,
+            "dagster/row_count": snapshot.rows,
+        },
+    )
 
 
 @dg.asset(
