@@ -307,6 +307,7 @@ def summarize(rows: int, runs: dict[str, list[dict]]) -> dict:
         "rows": rows,
         "repeat": len(runs["bare"]),
         "seconds": med,
+        "spread": {name: [min(r["elapsed_s"] for r in rs), max(r["elapsed_s"] for r in rs)] for name, rs in runs.items()},
         "ratio_training_vs_bare": med["training"] / med["bare"],
         "ratio_full_vs_bare": med["full"] / med["bare"],
         "steps": steps,
@@ -317,13 +318,15 @@ def summarize(rows: int, runs: dict[str, list[dict]]) -> dict:
 
 
 def render(result: dict) -> str:
-    rows, sec = result["rows"], result["seconds"]
+    rows, sec, spread = result["rows"], result["seconds"], result["spread"]
+    ratios = {"bare": 1.0, "training": result["ratio_training_vs_bare"], "full": result["ratio_full_vs_bare"]}
+    names = {"bare": "bare script (baseline)", "training": "platform training path",
+             "full": "platform full lifecycle"}
     lines = [
         f"lifecycle benchmark: {rows:,} rows (median of {result['repeat']})",
-        f"  {'':34}{'seconds':>9}  {'ratio vs bare':>13}",
-        f"  {'bare script (baseline)':34}{sec['bare']:>9.1f}  {1.0:>13.2f}",
-        f"  {'platform training path':34}{sec['training']:>9.1f}  {result['ratio_training_vs_bare']:>13.2f}",
-        f"  {'platform full lifecycle':34}{sec['full']:>9.1f}  {result['ratio_full_vs_bare']:>13.2f}",
+        f"  {'':34}{'seconds':>9}  {'ratio vs bare':>13}  {'min-max s':>13}",
+        *(f"  {names[k]:34}{sec[k]:>9.1f}  {ratios[k]:>13.2f}  {spread[k][0]:>6.1f}-{spread[k][1]:<6.1f}"
+          for k in names),
         "",
         f"  {'platform steps (s)':44}{'training':>9}{'full':>9}",
     ]
@@ -335,6 +338,13 @@ def render(result: dict) -> str:
     lines.append(f"  {'total':44}{_fmt(training['total']):>9}{_fmt(full['total']):>9}")
     bare = result["bare_phases"]
     lines.append("  bare script (s): " + ", ".join(f"{p} {_fmt(bare[p])}" for p in (*BARE_PHASES, "total")))
+    fits = {"bare": bare["fit"], "training": training.get("  of which fit"), "full": full.get("  of which fit")}
+    lines.append("  fit, the same call on every side (s): " + ", ".join(f"{k} {_fmt(v)}" for k, v in fits.items()))
+    known = [v for v in fits.values() if v]
+    noisy = [k for k, (lo, hi) in result["spread"].items() if hi > 1.3 * lo]
+    if (known and max(known) > 1.3 * min(known)) or noisy:
+        lines.append("  note: equal work took unequal time (fits or repeats differ by >30%): the machine was busy; "
+                     "repeat with --repeat 3 on a quieter machine")
     auc = result["holdout_roc_auc"]
     lines.append("  holdout ROC AUC (same data, split and model): "
                  + ", ".join(f"{k} {v:.4f}" for k, v in auc.items() if v is not None))

@@ -27,6 +27,11 @@ def config_path() -> Path:
     return Path(os.environ.get("ML_PLATFORM_CONFIG") or PROJECT_ROOT / "ml_platform.yaml").resolve()
 
 
+def mlflow_ui_url() -> str:
+    """Where people open the MLflow UI (`make ui` serves it here); used for links in Dagster metadata."""
+    return os.environ.get("ML_PLATFORM_MLFLOW_UI_URL", "http://127.0.0.1:5000").rstrip("/")
+
+
 def dbt_executable() -> str:
     """dbt runs from its own virtualenv (see pyproject's `dbt` extra); ML_PLATFORM_DBT overrides."""
     explicit = os.environ.get("ML_PLATFORM_DBT")

@@ -155,6 +155,13 @@ class ModelRegistry(dg.ConfigurableResource):
             return []
         return sorted(found, key=lambda v: int(v.version))
 
+    def run_ui_url(self, run_id: str) -> str:
+        run = self.run(run_id)
+        return f"{settings.mlflow_ui_url()}/#/experiments/{run.info.experiment_id}/runs/{run_id}"
+
+    def version_ui_url(self, model_name: str, version: str) -> str:
+        return f"{settings.mlflow_ui_url()}/#/models/{model_name}/versions/{version}"
+
     def artifact_uri(self, run_id: str, path: str) -> str:
         return f"{self.run(run_id).info.artifact_uri}/{path}"
 

@@ -67,7 +67,8 @@ def model_evaluation(context: dg.AssetExecutionContext, project: ProjectResource
         "baseline_roc_auc": float(baseline["roc_auc"]),
         "model_version": trained_model["version"],
         "report_html": dg.MetadataValue.path(str(out / "evaluation.html")),
-        "report_mlflow_uri": dg.MetadataValue.url(report_uri) if report_uri.startswith("http") else report_uri,
+        "report_mlflow_uri": report_uri,
+        "mlflow_run": dg.MetadataValue.url(registry.run_ui_url(trained_model["run_id"])),
         "plots": dg.MetadataValue.md(
             png_markdown(evaluation.roc_png, "ROC curve") + "\n\n" + png_markdown(evaluation.calibration_png, "Calibration")
         ),

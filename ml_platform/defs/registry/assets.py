@@ -63,6 +63,7 @@ def champion_model(context: dg.AssetExecutionContext, project: ProjectResource, 
         "previous_champion": previous or "none",
         f"challenger_{decision.metric}": decision.challenger_value,
         f"champion_{decision.metric}": decision.champion_value if decision.champion_value is not None else float("nan"),
+        "mlflow_version": dg.MetadataValue.url(registry.version_ui_url(name, champion or challenger)),
         "reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in decision.reasons)),
     })
     if champion is None:

@@ -105,6 +105,8 @@ def trained_model(context: dg.AssetExecutionContext, project: ProjectResource, r
     context.add_output_metadata({
         "model_version": version,
         "mlflow_run_id": run_id,
+        "mlflow_run": dg.MetadataValue.url(registry.run_ui_url(run_id)),
+        "mlflow_version": dg.MetadataValue.url(registry.version_ui_url(cfg.model.name, version)),
         "fit_seconds": round(fit_seconds, 3),
         "train_rows": len(split.X_train),
         "holdout_rows": len(split.X_holdout),

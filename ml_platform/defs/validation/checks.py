@@ -48,7 +48,7 @@ def raw_batch_contract(context: dg.AssetCheckExecutionContext, project: ProjectR
             metadata={
                 "batch_id": raw_batch["batch_id"],
                 "snapshot_sha256": raw_batch["sha256"],
-                "expectations": outcome.expectations,
+                "expectations": dg.MetadataValue.text(str(outcome.expectations)),  # a count, not a series to plot
                 "failures": dg.MetadataValue.md("\n".join(f"- {f}" for f in outcome.failures) or "none"),
             },
         )
