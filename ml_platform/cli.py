@@ -1,16 +1,24 @@
-"""The `ml-platform` command: thin; the work is in runner.py, lib/ and the resources.
+"""The `ml-platform` command: thin; the work is in runner.py, status.py, lib/ and the resources.
 
-    ml-platform run    [--config FILE] [--batch N] [--json]   materialize the lifecycle for one batch
-    ml-platform status [--config FILE] [--json]               what is live: champion, challenger, lineage
-    ml-platform demo   [--batches N] [--json]                 the demo scenario behind `make demo`
+    ml-platform run       [--batch N] [--json]        materialize the lifecycle for one batch
+    ml-platform status    [--json]                    what is live: champion, challenger, lineage, approval
+    ml-platform approve   --version N --as NAME       sign off a challenger (as in the MLflow UI) and apply it
+    ml-platform rollback  [--to N] [--reason TEXT] [--force] [--as NAME]
+    ml-platform history   [--json]                    the audit trail of promotions, rejections, rollbacks
+    ml-platform inventory [--json]                    every registered model: owner, risk tier, champion
+    ml-platform lineage   (--version N | --prediction-id ID) [--json]
+    ml-platform reproduce --version N [--json]        retrain from the recorded lineage and compare
+    ml-platform demo      [--batches N] [--json]      the demo scenario behind `make demo`
 
-Exit codes: 0 success, 1 the lifecycle ran but a step failed or a check blocked it, 2 bad input
-(config, arguments).
+All take --config FILE and --home DIR. Exit codes: 0 success; 1 the work ran but failed or was
+refused (a step failed, a check blocked the line, a rollback or approval was refused, a reproduction
+did not match); 2 bad input (config, arguments, unknown version or id).
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
 import sys
@@ -25,46 +33,76 @@ def _color(text: str, code: str) -> str:
     return f"{code}{text}{RESET}" if sys.stdout.isatty() and not os.environ.get("NO_COLOR") else text
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ml-platform", description="Run and inspect the ML lifecycle.")
+def _default_actor() -> str:
+    return os.environ.get("ML_PLATFORM_ACTOR") or getpass.getuser()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ml-platform", description="Run and govern the ML lifecycle.")
     parser.add_argument("--config", help="project config file (default: ML_PLATFORM_CONFIG or ./ml_platform.yaml)")
     parser.add_argument("--home", help="state directory (default: ML_PLATFORM_HOME or ./.ml_platform)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="materialize the lifecycle for one batch and print each asset's outcome")
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help)
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+        return p
+
+    run = command("run", "materialize the lifecycle for one batch and print each asset's outcome")
     run.add_argument("--batch", help="demo source: the batch number to ingest (default: the next one)")
-    run.add_argument("--json", action="store_true", help="machine-readable output")
-
-    status = sub.add_parser("status", help="what is live: the champion, its lineage, and the last challenger")
-    status.add_argument("--json", action="store_true")
-
-    demo = sub.add_parser("demo", help="the demo scenario: several daily batches, a gated retraining, drift")
+    command("status", "what is live: the champion, its lineage and approval, and the challenger")
+    approve = command("approve", "sign off a challenger as NAME (the same tags a reviewer sets in the MLflow UI)")
+    approve.add_argument("--version", required=True)
+    approve.add_argument("--as", dest="actor", required=True, help="the approver's name (must be on the allowlist)")
+    rollback = command("rollback", "point the champion back at the previous champion (or --to VERSION)")
+    rollback.add_argument("--to", help="the version to roll back to (default: previous_champion)")
+    rollback.add_argument("--reason", default="manual rollback", help="why (recorded)")
+    rollback.add_argument("--force", action="store_true", help="allow a version that never passed the gate (recorded)")
+    rollback.add_argument("--as", dest="actor", default=None, help="who (default: ML_PLATFORM_ACTOR or your login)")
+    command("history", "the audit trail: every promotion, rejection, refusal and rollback")
+    command("inventory", "every registered model with owner, risk tier, champion and last training date")
+    lineage = command("lineage", "from a prediction or a version to its run, data, code, config and seed")
+    which = lineage.add_mutually_exclusive_group(required=True)
+    which.add_argument("--version")
+    which.add_argument("--prediction-id")
+    reproduce = command("reproduce", "retrain a version from its recorded lineage and compare the holdout metrics")
+    reproduce.add_argument("--version", required=True)
+    demo = command("demo", "the demo scenario: daily batches, gated retraining, sign-off, drift, rollback")
     demo.add_argument("--batches", type=int, default=4, help="how many daily batches to run (default 4)")
-    demo.add_argument("--json", action="store_true")
+    return parser
 
-    args = parser.parse_args(argv)
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     try:
         from ml_platform import runner
 
-        runner.use_environment(config_file=args.config, home=args.home)
-        if args.command == "run":
-            return _run(args)
-        if args.command == "status":
-            return _status(args)
-        return _demo(args)
+        config = runner.use_environment(config_file=args.config, home=args.home)
+        return COMMANDS[args.command](args, config)
     except ConfigError as exc:
         print(_color("config error: ", RED) + str(exc), file=sys.stderr)
         return 2
+    except (LookupError, ValueError) as exc:
+        print(_color("error: ", RED) + str(exc), file=sys.stderr)
+        return 2
+    except RuntimeError as exc:  # refused transitions, failed reproductions: the message says what and why
+        print(_color("refused: ", RED) + str(exc), file=sys.stderr)
+        return 1
 
 
-def _run(args: argparse.Namespace) -> int:
+def _emit(args: argparse.Namespace, payload: Any, human) -> None:
+    if args.json:
+        print(json.dumps(payload, indent=2, default=str))
+    else:
+        human(payload)
+
+
+# -- run ---------------------------------------------------------------------------------------
+def _run(args, config) -> int:
     from ml_platform.runner import run_lifecycle
 
     result = run_lifecycle(batch=args.batch, quiet=True)
-    if args.json:
-        print(json.dumps(result.to_json(), indent=2, default=str))
-    else:
-        _print_run(result)
+    _emit(args, result.to_json(), lambda _: _print_run(result))
     return 0 if result.success else 1
 
 
@@ -72,10 +110,9 @@ def _print_run(result: Any) -> None:
     marks = {"materialized": _color("✔", GREEN), "skipped": _color("–", YELLOW), "failed": _color("✘", RED)}
     print(_color(f"lifecycle run {result.run_id}", BOLD))
     for key, state in result.assets.items():
-        print(f"  {marks[state]} {key:<24} {state}")
+        print(f"  {marks[state]} {key:<28} {state}")
     failed_checks = [k for k, v in result.checks.items() if not v["passed"]]
-    passed = len(result.checks) - len(failed_checks)
-    print(f"  checks: {passed} passed, {len(failed_checks)} failed")
+    print(f"  checks: {len(result.checks) - len(failed_checks)} passed, {len(failed_checks)} failed")
     for key in failed_checks:
         failures = result.checks[key]["metadata"].get("failures", "")
         print(_color(f"    ✘ {key}", RED) + (f"\n      {failures}".replace("\n", "\n      ") if failures else ""))
@@ -94,40 +131,138 @@ def _print_run(result: Any) -> None:
     print(_color(f"  full log: {result.log_file}", DIM))
 
 
-def _status(args: argparse.Namespace) -> int:
+# -- status, history, inventory ------------------------------------------------------------------
+def _status(args, config) -> int:
     from ml_platform.status import model_status
 
-    status = model_status()
-    if args.json:
-        print(json.dumps(status, indent=2, default=str))
-        return 0
-    print(_color(f"model {status['model']}", BOLD) + f"  (tracking store {status['tracking_uri']})")
+    _emit(args, model_status(), _print_status)
+    return 0
+
+
+def _print_status(status: dict) -> None:
+    print(_color(f"model {status['model']}", BOLD) + f"  risk tier {status['risk_tier']}  "
+          f"(tracking store {status['tracking_uri']})")
     if not status["registered"]:
         print("  not registered yet: run `ml-platform run`")
-        return 0
+        return
     champ = status["champion"]
     if champ:
         print(f"  champion: version {champ['version']}  run {champ['run_id']}")
         for key in ("roc_auc", "f1", "log_loss", "brier", "ece", "latency_p99_ms", "fairness_gap"):
             if key in champ["metrics"]:
-                print(f"    {key:<16} {champ['metrics'][key]:.4f}")
-        for key in ("data_snapshot_sha256", "feature_code_version", "git_commit", "seed", "config_sha256",
-                    "promoted_at", "promoted_by"):
-            print(f"    {key:<21} {champ['lineage'].get(key, '-')}")
+                print(f"    {key:<22} {champ['metrics'][key]:.4f}")
+        for key in ("data_snapshot_sha256", "feature_code_version", "git_commit", "seed", "config_sha256"):
+            print(f"    {key:<22} {champ['lineage'].get(key, '-')}")
+        print(f"    {'approval':<22} {champ['approval_state']} (approver {champ['approver']})")
+        print(f"    {'promoted':<22} {champ['promoted_at']} by {champ['promoted_by']}")
     else:
         print(_color("  champion: none", YELLOW))
+    print(f"  previous champion: {status['previous_champion'] or 'none'}")
     chal = status["challenger"]
     if chal:
-        print(f"  last challenger: version {chal['version']} — {chal['gate_decision']}")
+        print(f"  challenger: version {chal['version']} — gate {chal['gate_decision']}, approval {chal['approval_state']}")
         for reason in chal["gate_reasons"]:
             print(f"    {reason}")
+
+
+def _history(args, config) -> int:
+    from ml_platform.resources import Governance, ModelRegistry, Warehouse
+
+    records = Governance(registry=ModelRegistry(), warehouse=Warehouse()).history(config.model.name)
+    _emit(args, records, _print_history)
     return 0
 
 
-def _demo(args: argparse.Namespace) -> int:
+def _print_history(records: list[dict]) -> None:
+    if not records:
+        print("no transitions recorded yet")
+    for r in records:
+        move = f"{r['from_version'] or '-'} → {r['to_version'] or '-'}"
+        forced = _color(" FORCED", RED) if r["forced"] else ""
+        print(f"{r['seq']:>4}  {r['recorded_at'][:19]}  {r['action']:<22} v{r['version'] or '-':<4} champion {move:<10} "
+              f"by {r['actor']}{forced}: {r['reason']}")
+
+
+def _inventory(args, config) -> int:
+    from ml_platform.resources import ModelRegistry
+
+    _emit(args, ModelRegistry().inventory(), _print_inventory)
+    return 0
+
+
+def _print_inventory(models: list[dict]) -> None:
+    if not models:
+        print("no registered models")
+    for m in models:
+        print(f"{m['name']:<20} owner {m['owner']:<22} risk {m['risk_tier']:<7} champion {m['champion'] or 'none':<5} "
+              f"versions {m['versions']:<4} last trained {m['last_trained']}")
+
+
+# -- approve, rollback -----------------------------------------------------------------------------
+def _approve(args, config) -> int:
+    from ml_platform.resources import ModelRegistry
+    from ml_platform.runner import process_approvals
+
+    registry = ModelRegistry()
+    registry.require_version(config.model.name, args.version)
+    # Exactly what a reviewer does in the MLflow UI; then the approval sensor's tick, run here.
+    registry.tag_version(config.model.name, args.version, {"approval": "approved", "approver": args.actor})
+    outcomes = [o for o in process_approvals() if o["version"] == str(args.version)]
+    outcome = outcomes[0] if outcomes else {"version": args.version, "promoted": False,
+                                            "reason": "no new sign-off to apply (already applied?)"}
+    _emit(args, outcome, lambda o: print(
+        (_color("promoted: ", GREEN) + f"version {o['version']} is champion ({o['reason']})") if o["promoted"]
+        else (_color("refused: ", RED) + f"version {o['version']}: {o['reason']}")))
+    return 0 if outcome["promoted"] else 1
+
+
+def _rollback(args, config) -> int:
+    from ml_platform.resources import Governance, ModelRegistry, Warehouse
+
+    governance = Governance(registry=ModelRegistry(), warehouse=Warehouse())
+    record = governance.rollback(config.model.name, to=args.to, force=args.force, reason=args.reason,
+                                 actor=args.actor or _default_actor())
+    _emit(args, record, lambda r: print(_color("rolled back: ", GREEN) + f"champion {r['from_version']} → "
+                                        f"{r['to_version']} ({r['reason']})" + (" [forced]" if r["forced"] else "")))
+    return 0
+
+
+# -- lineage, reproduce, demo ----------------------------------------------------------------------
+def _lineage(args, config) -> int:
+    from ml_platform.lineage import lineage_for_prediction, lineage_for_version
+
+    record = (lineage_for_version(config.model.name, args.version) if args.version
+              else lineage_for_prediction(args.prediction_id))
+    _emit(args, record, lambda r: print("\n".join(f"{k:<24} {v}" for k, v in r.items() if k != "config")))
+    return 0
+
+
+def _reproduce(args, config) -> int:
+    from ml_platform.reproduce import reproduce_version
+
+    result = reproduce_version(config.model.name, args.version)
+
+    def human(r: dict) -> None:
+        print((_color("match", GREEN) if r["match"] else _color("NO MATCH", RED)) + f": version {r['version']} "
+              f"retrained from snapshot {r['snapshot_sha256'][:12]}… (run {r['reproduction_run_id']})")
+        for metric, values in r["compared"].items():
+            mark = "=" if values["equal"] else "≠"
+            print(f"  {metric:<16} registered {values['registered']:.6f} {mark} reproduced {values['reproduced']:.6f}")
+        for warning in r["warnings"]:
+            print(_color("  warning: ", YELLOW) + warning)
+
+    _emit(args, result, human)
+    return 0 if result["match"] else 1
+
+
+def _demo(args, config) -> int:
     from ml_platform.demo import run_demo
 
     return run_demo(batches=args.batches, as_json=args.json)
+
+
+COMMANDS = {"run": _run, "status": _status, "approve": _approve, "rollback": _rollback, "history": _history,
+            "inventory": _inventory, "lineage": _lineage, "reproduce": _reproduce, "demo": _demo}
 
 
 if __name__ == "__main__":

@@ -15,11 +15,12 @@ import difflib
 import hashlib
 import importlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 ColumnType = Literal["integer", "number", "category", "boolean", "string", "date", "datetime"]
 
@@ -35,8 +36,24 @@ class _Strict(BaseModel):
 
 class ModelSection(_Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="Registered model name (snake_case).")
-    owner: str = "ml-platform-team"
+    owner: str = Field("team:ml-platform", description="Dagster asset owner: an email or 'team:<name>'.")
     description: str = ""
+    risk_tier: Literal["low", "medium", "high"] = Field(
+        "low", description="From medium up, a challenger that passed the gate also needs a human sign-off."
+    )
+    intended_use: str = ""
+    limitations: list[str] = []
+
+    @field_validator("owner")
+    @classmethod
+    def _dagster_owner(cls, value: str) -> str:
+        if not re.fullmatch(r"team:[A-Za-z0-9_.-]+|[^@\s]+@[^@\s]+\.[^@\s]+", value):
+            raise ValueError(f"'{value}' must be an email or 'team:<name>' (Dagster's owner format)")
+        return value
+
+
+class GovernanceSection(_Strict):
+    approvers: list[str] = Field([], description="Who may sign off a challenger (names as set in the MLflow tag).")
 
 
 class DemoSource(_Strict):
@@ -166,8 +183,21 @@ class ProjectConfig(_Strict):
     training: TrainingSection
     gate: GateSection = GateSection()
     drift: DriftSection = DriftSection()
+    governance: GovernanceSection = GovernanceSection()
     # Where the config was read from; relative paths in it resolve against this folder.
     source_file: Path = Field(Path("ml_platform.yaml"), exclude=True)
+
+    @model_validator(mode="after")
+    def _approvers_for_risky_models(self) -> ProjectConfig:
+        if self.model.risk_tier != "low" and not self.governance.approvers:
+            raise ValueError(
+                f"governance.approvers: risk tier '{self.model.risk_tier}' needs at least one approver"
+            )
+        return self
+
+    @property
+    def needs_approval(self) -> bool:
+        return self.model.risk_tier != "low"
 
     @property
     def raw_table(self) -> str:

@@ -169,3 +169,31 @@ def _root_message(error: Any) -> str:
 
 def _plain(value: Any) -> Any:
     return getattr(value, "value", value)
+
+
+def process_approvals() -> list[dict]:
+    """One tick of the approval sensor, and its requested runs executed here, exactly as the Dagster
+    daemon would under `make ui` (same sensor, same run keys: a sign-off is applied once, whoever runs it)."""
+    import dagster as dg
+
+    definitions = load_definitions()
+    sensor = definitions.resolve_sensor_def("approval_sensor")
+    job = definitions.resolve_job_def("approval_job")
+    outcomes = []
+    with dagster_instance() as instance:
+        with dg.build_sensor_context(instance=instance, definitions=definitions) as context:
+            tick = sensor.evaluate_tick(context)
+        for request in tick.run_requests or []:
+            already = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/run_key": request.run_key}), limit=1)
+            if already:
+                continue
+            result = job.execute_in_process(
+                run_config=request.run_config, instance=instance, raise_on_error=False,
+                tags={**request.tags, "dagster/run_key": request.run_key, "dagster/sensor_name": sensor.name},
+            )
+            outcome = result.output_for_node("apply_approval") if result.success else {
+                "version": request.run_config["ops"]["apply_approval"]["config"]["version"], "promoted": False,
+                "reason": "; ".join(_root_message(e.event_specific_data.error) for e in result.all_events
+                                    if e.event_type == dg.DagsterEventType.STEP_FAILURE)}
+            outcomes.append({**outcome, "run_id": result.run_id})
+    return outcomes

@@ -1,4 +1,4 @@
-""""What is live?": the registered model, its champion with lineage, and the last challenger."""
+""""What is live?": the registered model, its champion with lineage and approval, and the challenger."""
 
 from __future__ import annotations
 
@@ -8,22 +8,30 @@ from typing import Any
 from ml_platform import settings
 from ml_platform.config import load_config
 from ml_platform.resources import ModelRegistry
+from ml_platform.resources.governance import PREVIOUS_CHAMPION
+from ml_platform.resources.registry import CHALLENGER
 
 LINEAGE_TAGS = ("data_snapshot_sha256", "data_snapshot_path", "feature_code_version", "config_sha256", "git_commit",
-                "seed", "split_rule", "training_run_id", "evaluation_report", "gate_decision", "gate_decided_at",
-                "promoted_at", "promoted_by", "promoted_from")
+                "seed", "split_rule", "training_run_id", "evaluation_report", "model_card", "gate_decision",
+                "gate_decided_at", "promoted_at", "promoted_by", "promoted_from", "promotion_reason")
 
 
 def _version_record(registry: ModelRegistry, version: Any) -> dict:
+    tags = version.tags
     metrics = registry.run(version.run_id).data.metrics if version.run_id else {}
     return {
         "version": str(version.version),
         "run_id": version.run_id,
         "aliases": list(version.aliases),
         "metrics": {k.removeprefix("holdout_"): v for k, v in metrics.items() if k.startswith("holdout_")},
-        "lineage": {k: version.tags[k] for k in LINEAGE_TAGS if k in version.tags},
-        "gate_decision": version.tags.get("gate_decision", "not gated"),
-        "gate_reasons": json.loads(version.tags.get("gate_reasons", "[]")),
+        "lineage": {k: tags[k] for k in LINEAGE_TAGS if k in tags},
+        "gate_decision": tags.get("gate_decision", "not gated"),
+        "gate_reasons": json.loads(tags.get("gate_reasons", "[]")),
+        "approval_state": tags.get("approval_state", "-"),
+        "approver": tags.get("approved_by") or tags.get("approver") or "-",
+        "approved_at": tags.get("approved_at", "-"),
+        "promoted_at": tags.get("promoted_at", "-"),
+        "promoted_by": tags.get("promoted_by", "-"),
     }
 
 
@@ -31,19 +39,24 @@ def model_status() -> dict:
     config = load_config(settings.config_path(), check_imports=False)
     paths = settings.platform_paths()
     registry = ModelRegistry()
-    status: dict[str, Any] = {"model": config.model.name, "tracking_uri": paths.tracking_uri, "registered": False,
-                              "champion": None, "challenger": None, "versions": 0}
+    name = config.model.name
+    status: dict[str, Any] = {"model": name, "risk_tier": config.model.risk_tier, "tracking_uri": paths.tracking_uri,
+                              "registered": False, "champion": None, "previous_champion": None,
+                              "challenger": None, "versions": 0}
     if not (paths.mlflow_dir / "mlflow.db").exists():
         return status
-    versions = registry.versions(config.model.name)
+    versions = registry.versions(name)
     if not versions:
         return status
     status["registered"] = True
     status["versions"] = len(versions)
-    champion = registry.champion(config.model.name)
+    champion = registry.champion_version(name)
     if champion is not None:
-        status["champion"] = _version_record(registry, champion)
-    newest = versions[-1]
-    if champion is None or str(newest.version) != str(champion.version):
-        status["challenger"] = _version_record(registry, newest)
+        status["champion"] = _version_record(registry, registry.version(name, champion))
+    status["previous_champion"] = registry.alias_version(name, PREVIOUS_CHAMPION)
+    # The challenger: the version awaiting sign-off if there is one, else the newest one if it is not champion.
+    newest = str(versions[-1].version)
+    candidate = registry.alias_version(name, CHALLENGER) or (newest if newest != champion else None)
+    if candidate:
+        status["challenger"] = _version_record(registry, registry.version(name, candidate))
     return status

@@ -35,7 +35,9 @@ def _merge(base: dict, overrides: dict) -> dict:
 def write_config(directory: Path, overrides: dict | None = None, name: str = "ml_platform.yaml") -> Path:
     """The demo config with `overrides` deep-merged in. Small batches keep tests quick; a model fitted on
     so few rows is less well calibrated, so the calibration guardrail is looser than the demo's."""
-    small = {"data": {"source": {"demo": {"rows_per_batch": 3000}}}, "gate": {"max_calibration_error": 0.15}}
+    small = {"data": {"source": {"demo": {"rows_per_batch": 3000, "data_drift_from_batch": None}}},
+             "gate": {"max_calibration_error": 0.15},
+             "model": {"risk_tier": "low"}}  # tests of sign-off set "medium" themselves
     base = _merge(demo_config_dict(), small)
     path = directory / name
     path.write_text(yaml.safe_dump(_merge(base, overrides or {}), sort_keys=False))

@@ -2,13 +2,17 @@
 
 import dagster as dg
 
-from ml_platform.resources import ModelRegistry, ProjectResource, Warehouse
+from ml_platform.resources import Governance, ModelRegistry, ProjectResource, Warehouse
+from ml_platform.resources.alerts import Alerts
 
 
 @dg.definitions
 def resources() -> dg.Definitions:
+    registry, warehouse = ModelRegistry(), Warehouse()
     return dg.Definitions(resources={
         "project": ProjectResource(),
-        "warehouse": Warehouse(),
-        "registry": ModelRegistry(),
+        "warehouse": warehouse,
+        "registry": registry,
+        "governance": Governance(registry=registry, warehouse=warehouse),
+        "alerts": Alerts(warehouse=warehouse),
     })

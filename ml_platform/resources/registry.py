@@ -15,11 +15,12 @@ import pandas as pd
 
 from ml_platform import settings
 
-CHAMPION = "champion"
+CHAMPION = "champion"      # the live version
+CHALLENGER = "challenger"  # a version that passed the gate and awaits sign-off (risk tier medium and up)
 
 
-class RegistryError(RuntimeError):
-    pass
+class RegistryError(LookupError):
+    """Something named in the registry does not exist (a model, a version)."""
 
 
 class ModelRegistry(dg.ConfigurableResource):
@@ -123,12 +124,40 @@ class ModelRegistry(dg.ConfigurableResource):
         except MlflowException:
             return None
 
-    def champion_version(self, model_name: str) -> str | None:
-        champion = self.champion(model_name)
-        return None if champion is None else str(champion.version)  # MLflow returns int or str by store
+    def resolved_tracking_uri(self) -> str:
+        return self._uri()
 
-    def set_champion(self, model_name: str, version: str) -> None:
-        self.client().set_registered_model_alias(model_name, CHAMPION, version)
+    def champion_version(self, model_name: str) -> str | None:
+        return self.alias_version(model_name, CHAMPION)
+
+    def alias_version(self, model_name: str, alias: str) -> str | None:
+        """The version an alias points to, as a string (MLflow returns int or str depending on the store)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return str(self.client().get_model_version_by_alias(model_name, alias).version)
+        except MlflowException:
+            return None
+
+    def set_alias(self, model_name: str, alias: str, version: str) -> None:
+        """Only Governance moves `champion` (under its lock); other aliases may be set directly."""
+        self.client().set_registered_model_alias(model_name, alias, str(version))
+
+    def delete_alias(self, model_name: str, alias: str) -> None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client().delete_registered_model_alias(model_name, alias)
+        except MlflowException:
+            pass
+
+    def find_version(self, model_name: str, version: str) -> Any | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.version(model_name, str(version))
+        except MlflowException:
+            return None
 
     def tag_version(self, model_name: str, version: str, tags: dict[str, Any]) -> None:
         client = self.client()
@@ -164,6 +193,29 @@ class ModelRegistry(dg.ConfigurableResource):
 
     def artifact_uri(self, run_id: str, path: str) -> str:
         return f"{self.run(run_id).info.artifact_uri}/{path}"
+
+    def tag_model(self, model_name: str, tags: dict[str, str]) -> None:
+        client = self.client()
+        for key, value in tags.items():
+            client.set_registered_model_tag(model_name, key, str(value))
+
+    def inventory(self) -> list[dict]:
+        """Every registered model in the store: owner, risk tier, champion, versions, last training."""
+        from datetime import UTC, datetime
+
+        models = []
+        for registered in self.client().search_registered_models():
+            versions = self.versions(registered.name)
+            last = max((v.creation_timestamp for v in versions), default=None)
+            models.append({
+                "name": registered.name,
+                "owner": registered.tags.get("owner", "-"),
+                "risk_tier": registered.tags.get("risk_tier", "-"),
+                "champion": self.champion_version(registered.name),
+                "versions": len(versions),
+                "last_trained": datetime.fromtimestamp(last / 1000, UTC).isoformat(timespec="seconds") if last else "-",
+            })
+        return sorted(models, key=lambda m: m["name"])
 
     def require_version(self, model_name: str, version: str) -> Any:
         from mlflow.exceptions import MlflowException

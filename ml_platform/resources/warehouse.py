@@ -15,6 +15,7 @@ import pandas as pd
 from ml_platform import settings
 
 PREDICTIONS_TABLE = "serving.batch_predictions"
+MODEL_VERSIONS_TABLE = "registry.model_versions"  # lineage of every registered version, for fast look-ups
 
 
 class WarehouseError(RuntimeError):
@@ -115,3 +116,19 @@ class Warehouse(dg.ConfigurableResource):
             after = con.execute(f"select count(*) from {PREDICTIONS_TABLE}").fetchall()[0][0]
             con.unregister("incoming")
         return int(after - before)
+
+    def record_model_version(self, record: dict[str, str]) -> None:
+        """Append a version's lineage (strings only). A version is recorded once; a second call is refused."""
+        with self.connect() as con:
+            con.execute("create schema if not exists registry")
+            con.execute(
+                f"""create table if not exists {MODEL_VERSIONS_TABLE} (
+                    model_name varchar, version varchar, run_id varchar, data_snapshot_sha256 varchar,
+                    data_snapshot_path varchar, feature_code_version varchar, feature_table varchar,
+                    config_sha256 varchar, config_json varchar, git_commit varchar, seed varchar,
+                    split_rule varchar, created_at timestamp, primary key (model_name, version))"""
+            )
+            columns = ", ".join(record)
+            marks = ", ".join("?" for _ in record)
+            con.execute(f"insert into {MODEL_VERSIONS_TABLE} ({columns}, created_at) values ({marks}, current_timestamp)",
+                        list(record.values())).fetchall()

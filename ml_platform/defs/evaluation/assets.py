@@ -28,7 +28,6 @@ def evaluate_on_holdout(model, split, cfg, latency_rows: int = 100):
 @dg.asset(
     group_name="evaluation",
     kinds={"mlflow"},
-    owners=["team:ml-platform"],
     description="Holdout metrics of the newly registered version (ROC AUC, F1, log loss, Brier, calibration "
     "error, per-row latency p99, fairness gap), ROC and calibration plots, and a JSON + HTML report.",
 )
@@ -75,4 +74,5 @@ def model_evaluation(context: dg.AssetExecutionContext, project: ProjectResource
     })
     return {"version": trained_model["version"], "run_id": trained_model["run_id"], "metrics": evaluation.metrics,
             "by_group": evaluation.by_group, "baseline": baseline, "report_path": str(out / "evaluation.html"),
+            "report_json_path": str(out / "evaluation.json"),
             "report_uri": report_uri, "training_data": data}

@@ -31,7 +31,7 @@ class FeatureTranslator(DagsterDbtTranslator):
         if unique_id.startswith("source."):
             # The dbt source raw.<model>_batches is the table the validation stage writes.
             return spec.replace_attributes(key=dg.AssetKey("validated_batches"))
-        return spec.replace_attributes(group_name="features", owners=["team:ml-platform"])
+        return spec.replace_attributes(group_name="features")
 
 
 @dbt_assets(

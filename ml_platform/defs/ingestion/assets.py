@@ -14,7 +14,6 @@ class IngestionConfig(dg.Config):
 @dg.asset(
     group_name="ingestion",
     kinds={"parquet"},
-    owners=["team:ml-platform"],
     description="The newest source batch, stored as an immutable Parquet snapshot named by its SHA-256.",
 )
 def raw_batch(config: IngestionConfig, project: ProjectResource,

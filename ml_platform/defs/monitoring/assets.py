@@ -6,7 +6,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from ml_platform.defs.features.assets import feature_models
+from ml_platform.defs.features import assets as features  # the module, so the loader finds feature_models once
 from ml_platform.lib.drift import detect_drift
 from ml_platform.lib.modeling import holdout_mask
 from ml_platform.lib.snapshots import read_snapshot
@@ -16,17 +16,20 @@ from ml_platform.resources import ModelRegistry, ProjectResource, Warehouse
 @dg.asset(
     group_name="monitoring",
     kinds={"evidently"},
-    owners=["team:ml-platform"],
-    deps=[feature_models],
+    deps=[features.feature_models],
+    output_required=False,  # no champion yet (e.g. awaiting sign-off): nothing to do, and the run goes on
     description="Evidently 0.7 data-drift report: the newest batch's features against the champion's training "
     "rows (seeded samples of drift.sample_rows per side). Per-feature scores and the drifted share as metadata.",
 )
 def drift_report(context: dg.AssetExecutionContext, project: ProjectResource, registry: ModelRegistry,
-                 warehouse: Warehouse, raw_batch: dict, champion_model: dict) -> dict:
+                 warehouse: Warehouse, raw_batch: dict, champion_model: dict):
     cfg = project.config()
     version = champion_model["champion_version"]
     if version is None:
-        raise RuntimeError(f"model '{cfg.model.name}' has no champion: there is no training reference to compare to")
+        context.log.warning(f"no drift report: model '{cfg.model.name}' has no champion yet, so there is no "
+                            f"training reference (version {champion_model['challenger_version']} is "
+                            f"{champion_model['decision']})")
+        return
     tags = registry.version(cfg.model.name, version).tags
     reference_all = read_snapshot(Path(tags["data_snapshot_path"]), tags["data_snapshot_sha256"])
     reference = reference_all[~holdout_mask(reference_all, cfg)]
@@ -73,7 +76,7 @@ def drift_report(context: dg.AssetExecutionContext, project: ProjectResource, re
         "mlflow_run_id": run.info.run_id,
         "per_feature": dg.MetadataValue.md(_markdown_table(scores)),
     })
-    return {"report_path": str(html_path), "mlflow_run_id": run.info.run_id, **summary}
+    yield dg.Output({"report_path": str(html_path), "mlflow_run_id": run.info.run_id, **summary})
 
 
 def _markdown_table(frame: pd.DataFrame) -> str:

@@ -1,4 +1,9 @@
-"""Registry: the champion/challenger promotion gate. The champion is the MLflow alias `champion`."""
+"""Registry: the champion/challenger promotion gate. The champion is the MLflow alias `champion`.
+
+Low risk tier: a version that passes the gate becomes champion (a compare-and-set, audited).
+Medium and high: it becomes `challenger` with approval_state=pending, and waits for a sign-off in the
+MLflow UI (see approvals.py).
+"""
 
 import json
 from datetime import UTC, datetime
@@ -7,23 +12,25 @@ from pathlib import Path
 import dagster as dg
 
 from ml_platform.defs.evaluation.assets import evaluate_on_holdout
+from ml_platform.defs.registry.cards import publish_model_card
 from ml_platform.lib.gate import decide_promotion
+from ml_platform.lib.governance import evidence_fingerprint
 from ml_platform.lib.modeling import split_training_data
 from ml_platform.lib.snapshots import read_snapshot
-from ml_platform.resources import ModelRegistry, ProjectResource
+from ml_platform.resources import Governance, ModelRegistry, ProjectResource
+from ml_platform.resources.registry import CHALLENGER
 
 
 @dg.asset(
     group_name="registry",
     kinds={"mlflow"},
-    owners=["team:ml-platform"],
     description="The live model: the MLflow alias `champion`. A new version takes it only if it beats the "
     "current champion on the same holdout by the configured margin and breaks no guardrail "
-    "(the first model must beat a trivial baseline and the floor). The decision and its reasons are "
-    "recorded on the version as tags.",
+    "(the first model must beat a trivial baseline and the floor); from risk tier medium up it also "
+    "needs a sign-off in the MLflow UI. Every decision is recorded on the version and in the audit log.",
 )
 def champion_model(context: dg.AssetExecutionContext, project: ProjectResource, registry: ModelRegistry,
-                   model_evaluation: dict) -> dict:
+                   governance: Governance, model_evaluation: dict) -> dict:
     cfg = project.config()
     name, challenger = cfg.model.name, model_evaluation["version"]
     current = registry.champion_version(name)
@@ -32,42 +39,64 @@ def champion_model(context: dg.AssetExecutionContext, project: ProjectResource, 
         # Re-score the champion on the challenger's holdout: the comparison must be on the same rows.
         data = model_evaluation["training_data"]
         split = split_training_data(read_snapshot(Path(data["path"]), data["sha256"]), cfg)
-        champion_metrics = evaluate_on_holdout(registry.load_model(name, current), split, cfg,
-                                               latency_rows=20).metrics
+        champion_metrics = evaluate_on_holdout(registry.load_model(name, current), split, cfg, latency_rows=20).metrics
     decision = decide_promotion(gate=cfg.gate, challenger=model_evaluation["metrics"], champion=champion_metrics,
                                 baseline=model_evaluation["baseline"])
     if current == challenger:
-        decision_text = "already champion"
+        outcome = "already champion"
+    elif not decision.promote:
+        outcome = "rejected"
     else:
-        decision_text = decision.verdict
-    now = datetime.now(UTC).isoformat()
+        outcome = "passed" if cfg.needs_approval else "promoted"
     registry.tag_version(name, challenger, {
-        "gate_decision": decision_text,
+        "gate_decision": outcome,
         "gate_reasons": json.dumps(decision.reasons),
         "gate_compared_to": current or "none (first model)",
         "gate_evidence": model_evaluation["report_uri"],
-        "gate_decided_at": now,
+        "gate_decided_at": datetime.now(UTC).isoformat(),
         "gate_dagster_run_id": context.run.run_id,
+        "risk_tier": cfg.model.risk_tier,
     })
-    previous = current
-    if decision.promote and previous != challenger:
-        registry.set_champion(name, challenger)
-        registry.tag_version(name, challenger, {
-            "promoted_at": now, "promoted_by": "promotion gate", "promoted_from": previous or "none",
-        })
-    champion = challenger if decision.promote else previous
+    # What a reviewer signs off: fixed now, re-checked when the approval arrives.
+    tags = registry.version(name, challenger).tags
+    evidence_sha = evidence_fingerprint(tags, Path(model_evaluation["report_json_path"]).read_bytes())
+    registry.tag_version(name, challenger, {"evidence_sha256": evidence_sha})
+    evidence = {"gate_decision": outcome, "reasons": decision.reasons, "report": model_evaluation["report_uri"],
+                "evidence_sha256": evidence_sha, "dagster_run_id": context.run.run_id}
+
+    champion = current
+    if outcome == "rejected":
+        registry.tag_version(name, challenger, {"approval_state": "not required (rejected by the gate)"})
+        governance.record(name, "reject", version=challenger, actor="promotion gate",
+                          reason="; ".join(decision.failures), evidence=evidence)
+    elif outcome == "passed":
+        registry.set_alias(name, CHALLENGER, challenger)
+        registry.tag_version(name, challenger, {"approval_state": "pending"})
+        governance.record(name, "await_approval", version=challenger, actor="promotion gate",
+                          reason=f"passed the gate; risk tier {cfg.model.risk_tier} needs a sign-off by one of "
+                                 f"{', '.join(cfg.governance.approvers)}", evidence=evidence)
+    elif outcome == "promoted":
+        registry.tag_version(name, challenger, {"approval_state": f"not required (risk tier {cfg.model.risk_tier})"})
+        # Compare-and-set: if a rollback or another promotion moved the champion since we read it, stop.
+        governance.promote(name, challenger, actor="promotion gate", reason="passed the gate", evidence=evidence,
+                           expected_champion=current)
+        champion = challenger
+
+    card_uri, card_markdown = publish_model_card(cfg, registry, challenger)
     context.add_output_metadata({
-        "decision": decision_text,
+        "decision": outcome,
         "challenger_version": challenger,
         "champion_version": champion or "none",
-        "previous_champion": previous or "none",
+        "previous_champion": current or "none",
         f"challenger_{decision.metric}": decision.challenger_value,
         f"champion_{decision.metric}": decision.champion_value if decision.champion_value is not None else float("nan"),
-        "mlflow_version": dg.MetadataValue.url(registry.version_ui_url(name, champion or challenger)),
+        "mlflow_version": dg.MetadataValue.url(registry.version_ui_url(name, challenger)),
         "reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in decision.reasons)),
+        "model_card": dg.MetadataValue.md(card_markdown),
+        "model_card_uri": card_uri,
     })
     if champion is None:
-        context.log.warning(f"no champion: version {challenger} was rejected: {decision.failures}")
-    return {"champion_version": champion, "previous_champion": previous, "challenger_version": challenger,
-            "decision": decision_text, "reasons": decision.reasons, "metric": decision.metric,
+        context.log.warning(f"no champion yet: version {challenger} is {outcome}")
+    return {"champion_version": champion, "previous_champion": current, "challenger_version": challenger,
+            "decision": outcome, "reasons": decision.reasons, "metric": decision.metric,
             "challenger_value": decision.challenger_value, "champion_value": decision.champion_value}

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 import dagster as dg
 import pandas as pd
 
-from ml_platform.defs.features.assets import feature_models
+from ml_platform.defs.features import assets as features  # the module, so the loader finds feature_models once
 from ml_platform.lib.modeling import model_inputs, positive_scores
 from ml_platform.resources import ModelRegistry, ProjectResource, Warehouse
 from ml_platform.resources.warehouse import PREDICTIONS_TABLE
@@ -16,20 +16,19 @@ CHUNK_ROWS = 100_000  # bounded memory: score and write the batch in chunks
 @dg.asset(
     group_name="serving",
     kinds={"duckdb", "mlflow"},
-    owners=["team:ml-platform"],
-    deps=[feature_models],
+    deps=[features.feature_models],
+    output_required=False,  # no champion yet (e.g. awaiting sign-off): nothing to do, and the run goes on
     description=f"Scores of the newest batch by the champion, appended to {PREDICTIONS_TABLE} "
     "(prediction id, entity id, model version, score, timestamp).",
 )
 def batch_predictions(context: dg.AssetExecutionContext, project: ProjectResource, registry: ModelRegistry,
-                      warehouse: Warehouse, raw_batch: dict, champion_model: dict) -> dict:
+                      warehouse: Warehouse, raw_batch: dict, champion_model: dict):
     cfg = project.config()
     version = champion_model["champion_version"]
     if version is None:
-        raise RuntimeError(
-            f"model '{cfg.model.name}' has no champion, so nothing can be scored: the first version was rejected "
-            f"by the gate ({'; '.join(champion_model['reasons'][:3])})"
-        )
+        context.log.warning(f"not scored: model '{cfg.model.name}' has no champion yet (version "
+                            f"{champion_model['challenger_version']} is {champion_model['decision']})")
+        return
     model = registry.mlflow().sklearn.load_model(f"models:/{cfg.model.name}@champion")
     frame = warehouse.query(f"select * from features.{cfg.features.dbt_model} where snapshot_hash = ?",
                             [raw_batch["sha256"]])
@@ -60,4 +59,5 @@ def batch_predictions(context: dg.AssetExecutionContext, project: ProjectResourc
         "table": PREDICTIONS_TABLE,
         "dagster/row_count": len(frame),
     })
-    return {"model_version": str(version), "rows": len(frame), "written": written, "batch_id": raw_batch["batch_id"]}
+    yield dg.Output({"model_version": str(version), "rows": len(frame), "written": written,
+                     "batch_id": raw_batch["batch_id"]})

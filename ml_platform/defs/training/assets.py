@@ -5,7 +5,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from ml_platform.defs.features.assets import feature_models
+from ml_platform.defs.features import assets as features  # the module, so the loader finds feature_models once
 from ml_platform.defs.features.project import feature_project
 from ml_platform.lib.feature_version import feature_code_version
 from ml_platform.lib.lineage import git_commit, package_versions
@@ -18,8 +18,7 @@ from ml_platform.settings import PROJECT_ROOT
 @dg.asset(
     group_name="training",
     kinds={"parquet"},
-    owners=["team:ml-platform"],
-    deps=[feature_models],
+    deps=[features.feature_models],
     description="The feature table as an immutable snapshot (SHA-256 named) with the feature code version "
     "(dbt manifest checksums) it was built by: what a model version is trained and reproduced from.",
 )
@@ -52,12 +51,11 @@ def training_data(project: ProjectResource, warehouse: Warehouse) -> dg.Output[d
 @dg.asset(
     group_name="training",
     kinds={"sklearn", "mlflow"},
-    owners=["team:ml-platform"],
     description="The configured scikit-learn Pipeline fitted on the training split, logged to MLflow with its "
     "full lineage and registered as a new version of the registered model.",
 )
 def trained_model(context: dg.AssetExecutionContext, project: ProjectResource, registry: ModelRegistry,
-                  training_data: dict) -> dict:
+                  warehouse: Warehouse, training_data: dict) -> dict:
     cfg = project.config()
     frame = read_snapshot(Path(training_data["path"]), training_data["sha256"])
     split = split_training_data(frame, cfg)
@@ -101,7 +99,21 @@ def trained_model(context: dg.AssetExecutionContext, project: ProjectResource, r
         pip_requirements=[f"scikit-learn=={versions['scikit-learn']}", f"pandas=={versions['pandas']}",
                           f"numpy=={versions['numpy']}", f"skops=={versions['skops']}"],
     )
-    registry.log_to_run(run_id, metrics={"fit_seconds": fit_seconds, "train_rows": len(split.X_train)})
+    config_json = cfg.model_dump_json(by_alias=True, indent=2)
+    config_file = project.paths().reports / "configs" / f"{cfg.fingerprint()}.json"
+    config_file.parent.mkdir(parents=True, exist_ok=True)
+    config_file.write_text(config_json)
+    registry.tag_model(cfg.model.name, {"owner": cfg.model.owner, "risk_tier": cfg.model.risk_tier,
+                                        "description": cfg.model.description})
+    registry.log_to_run(run_id, metrics={"fit_seconds": fit_seconds, "train_rows": len(split.X_train)},
+                        files=[config_file], artifact_dir="config")
+    # The lineage again in the warehouse: `ml-platform lineage` answers from one local query.
+    warehouse.record_model_version({
+        "model_name": cfg.model.name, "version": version, "run_id": run_id,
+        **{k: lineage[k] for k in ("data_snapshot_sha256", "data_snapshot_path", "feature_code_version",
+                                   "feature_table", "config_sha256", "git_commit", "seed", "split_rule")},
+        "config_json": config_json,
+    })
     context.add_output_metadata({
         "model_version": version,
         "mlflow_run_id": run_id,

@@ -10,7 +10,6 @@ from ml_platform.resources import ProjectResource, Warehouse
 @dg.asset(
     group_name="validation",
     kinds={"duckdb"},
-    owners=["team:ml-platform"],
     description="All validated batches, appended once each to the warehouse table raw.<model>_batches "
     "(the dbt source). Runs only after raw_batch passed its blocking contract checks.",
 )

@@ -1,0 +1,59 @@
+"""Registry governance rules, as pure functions: who may approve what, and what counts as known-good.
+
+The registry is a state machine over model versions. States live in MLflow tags on each version:
+
+    gate_decision   promoted | rejected | passed (awaiting approval) | already champion
+    approval_state  not required | pending | approved | refused
+    approval        set by a reviewer in the MLflow UI: "approved"
+    approver        set by the reviewer: their name, checked against governance.approvers
+
+Transitions (promote, reject, rollback, refused approvals) are made by the Governance resource
+under a lock, and each is appended to the audit log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+# Gate outcomes that mean "this version passed the gate at some point".
+PASSED_GATE = {"promoted", "passed", "already champion"}
+
+
+@dataclass(frozen=True)
+class ApprovalVerdict:
+    ok: bool
+    reason: str
+
+
+def evidence_fingerprint(tags: dict[str, str], evaluation_report: bytes) -> str:
+    """SHA-256 over what a reviewer approves: the gate decision and reasons, the data and code it was
+    trained from, and the evaluation report's bytes. Recorded at gate time, re-checked at approval."""
+    fields = ("gate_decision", "gate_reasons", "data_snapshot_sha256", "feature_code_version", "config_sha256",
+              "training_run_id")
+    payload = {k: tags.get(k, "") for k in fields}
+    payload["evaluation_report_sha256"] = hashlib.sha256(evaluation_report).hexdigest()
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def check_approval(*, tags: dict[str, str], approvers: list[str], current_evidence: str) -> ApprovalVerdict:
+    """Whether a sign-off recorded in `tags` may promote the version."""
+    approver = tags.get("approver", "").strip()
+    if tags.get("approval", "").strip().lower() != "approved":
+        return ApprovalVerdict(False, f"tag approval is {tags.get('approval')!r}, not 'approved'")
+    if not approver:
+        return ApprovalVerdict(False, "no approver named: set the tag `approver` to your name with `approval`")
+    if approver not in approvers:
+        return ApprovalVerdict(False, f"approver '{approver}' is not on the allowlist (governance.approvers: "
+                                      f"{', '.join(approvers) or 'empty'})")
+    if tags.get("gate_decision") not in PASSED_GATE:
+        return ApprovalVerdict(False, f"the version did not pass the gate (gate_decision: "
+                                      f"{tags.get('gate_decision', 'not gated')})")
+    recorded = tags.get("evidence_sha256")
+    if not recorded:
+        return ApprovalVerdict(False, "no evidence was recorded at gate time (tag evidence_sha256 is missing)")
+    if recorded != current_evidence:
+        return ApprovalVerdict(False, "the evidence changed since the gate decided (evaluation report or gate "
+                                      "tags differ from what was recorded): re-run the gate")
+    return ApprovalVerdict(True, f"approved by {approver}")
