@@ -65,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     which = lineage.add_mutually_exclusive_group(required=True)
     which.add_argument("--version")
     which.add_argument("--prediction-id")
+    lineage.add_argument("--verify", action="store_true", help="also re-hash the data snapshot (slower)")
     reproduce = command("reproduce", "retrain a version from its recorded lineage and compare the holdout metrics")
     reproduce.add_argument("--version", required=True)
     demo = command("demo", "the demo scenario: daily batches, gated retraining, sign-off, drift, rollback")
@@ -74,6 +75,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "lineage":
+        return _lineage(args)  # the fast path: no Dagster, MLflow or sklearn import
     try:
         from ml_platform import runner
 
@@ -228,13 +231,37 @@ def _rollback(args, config) -> int:
 
 
 # -- lineage, reproduce, demo ----------------------------------------------------------------------
-def _lineage(args, config) -> int:
-    from ml_platform.lineage import lineage_for_prediction, lineage_for_version
+def _lineage(args) -> int:
+    from ml_platform import settings
+    from ml_platform.config import load_config
+    from ml_platform.lineage import LineageError, lineage_for_prediction, lineage_for_version
 
-    record = (lineage_for_version(config.model.name, args.version) if args.version
-              else lineage_for_prediction(args.prediction_id))
-    _emit(args, record, lambda r: print("\n".join(f"{k:<24} {v}" for k, v in r.items() if k != "config")))
+    for variable, value in (("ML_PLATFORM_HOME", args.home), ("ML_PLATFORM_CONFIG", args.config)):
+        if value:
+            os.environ[variable] = os.path.abspath(value)
+    try:
+        if args.version:
+            name = load_config(settings.config_path(), check_imports=False).model.name
+            record = lineage_for_version(name, args.version, verify=args.verify)
+        else:
+            record = lineage_for_prediction(args.prediction_id, verify=args.verify)
+    except (ConfigError, LineageError) as exc:
+        print(_color("error: ", RED) + str(exc), file=sys.stderr)
+        return 2
+    _emit(args, record, _print_lineage)
     return 0
+
+
+def _print_lineage(record: dict) -> None:
+    for key, value in record.items():
+        if key == "config":
+            continue
+        if isinstance(value, dict):
+            print(f"{key}:")
+            for inner, v in value.items():
+                print(f"  {inner:<22} {v}")
+        else:
+            print(f"{key:<24} {value}")
 
 
 def _reproduce(args, config) -> int:
@@ -262,7 +289,7 @@ def _demo(args, config) -> int:
 
 
 COMMANDS = {"run": _run, "status": _status, "approve": _approve, "rollback": _rollback, "history": _history,
-            "inventory": _inventory, "lineage": _lineage, "reproduce": _reproduce, "demo": _demo}
+            "inventory": _inventory, "reproduce": _reproduce, "demo": _demo}
 
 
 if __name__ == "__main__":

@@ -15,11 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ml_platform import settings
-
-# The tables' names as in ml_platform.resources.warehouse (MODEL_VERSIONS_TABLE, PREDICTIONS_TABLE);
-# not imported from there because that module imports dagster and pandas.
-MODEL_VERSIONS_TABLE = "registry.model_versions"
-PREDICTIONS_TABLE = "serving.batch_predictions"
+from ml_platform.settings import MODEL_VERSIONS_TABLE, PREDICTIONS_TABLE
 
 _VERSION_COLUMNS = (
     "model_name", "version", "run_id", "data_snapshot_sha256", "data_snapshot_path", "feature_code_version",

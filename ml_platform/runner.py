@@ -181,7 +181,8 @@ def process_approvals() -> list[dict]:
     job = definitions.resolve_job_def("approval_job")
     outcomes = []
     with dagster_instance() as instance:
-        with dg.build_sensor_context(instance=instance, definitions=definitions) as context:
+        with dg.build_sensor_context(instance=instance, definitions=definitions,
+                                     resources=definitions.resources) as context:
             tick = sensor.evaluate_tick(context)
         for request in tick.run_requests or []:
             already = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/run_key": request.run_key}), limit=1)

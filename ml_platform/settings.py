@@ -18,6 +18,13 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 
+# Warehouse tables the platform writes (besides dbt's features.*), named once. Here rather than in the
+# Warehouse resource so that light readers (`ml-platform lineage`) need not import Dagster.
+PREDICTIONS_TABLE = "serving.batch_predictions"
+MODEL_VERSIONS_TABLE = "registry.model_versions"  # lineage of every registered version
+AUDIT_TABLE = "governance.audit_log"
+ALERTS_TABLE = "governance.alerts"
+
 
 def platform_home() -> Path:
     return Path(os.environ.get("ML_PLATFORM_HOME") or PROJECT_ROOT / ".ml_platform").resolve()

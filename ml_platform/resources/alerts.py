@@ -18,8 +18,8 @@ from typing import Any
 import dagster as dg
 
 from ml_platform.resources.warehouse import Warehouse
+from ml_platform.settings import ALERTS_TABLE
 
-ALERTS_TABLE = "governance.alerts"
 log = logging.getLogger("ml_platform.alerts")
 
 

@@ -23,9 +23,9 @@ import dagster as dg
 from ml_platform.lib.governance import PASSED_GATE
 from ml_platform.resources.registry import CHAMPION, ModelRegistry
 from ml_platform.resources.warehouse import Warehouse
+from ml_platform.settings import AUDIT_TABLE
 
 PREVIOUS_CHAMPION = "previous_champion"
-AUDIT_TABLE = "governance.audit_log"
 ANY = object()  # "do not compare": the caller accepts whatever the champion is now
 
 

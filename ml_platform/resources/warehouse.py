@@ -13,9 +13,7 @@ import dagster as dg
 import pandas as pd
 
 from ml_platform import settings
-
-PREDICTIONS_TABLE = "serving.batch_predictions"
-MODEL_VERSIONS_TABLE = "registry.model_versions"  # lineage of every registered version, for fast look-ups
+from ml_platform.settings import MODEL_VERSIONS_TABLE, PREDICTIONS_TABLE
 
 
 class WarehouseError(RuntimeError):

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -47,7 +48,8 @@ def _failed_attempts(registry: ModelRegistry) -> list:
     return registry.client().search_runs([experiment.experiment_id], "attributes.status = 'FAILED'")
 
 
-def test_lineage_of_a_prediction_is_what_the_registry_recorded(lifecycle, tmp_path):
+def test_lineage_of_a_prediction_is_what_the_registry_recorded(lifecycle, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     row = Warehouse().query("select * from serving.batch_predictions order by prediction_id limit 1").iloc[0]
 
     record = lineage_for_prediction(row["prediction_id"], verify=True)
@@ -98,15 +100,29 @@ def test_lineage_of_unknown_ids_says_what_is_unknown(lifecycle):
         lineage_for_version("nope", "1")
 
 
-def test_reproduce_in_a_fresh_process_matches_the_registered_metrics_exactly(lifecycle):
+def test_lineage_command_from_a_prediction_id(lifecycle):
+    prediction = Warehouse().query("select prediction_id from serving.batch_predictions limit 1").iloc[0, 0]
+    shown = subprocess.run([sys.executable, "-m", "ml_platform.cli", "lineage", "--prediction-id", prediction, "--json"],
+                           capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=60,
+                           env={**os.environ, "ML_PLATFORM_HOME": str(lifecycle["home"])})
+    assert shown.returncode == 0, shown.stderr
+    record = json.loads(shown.stdout)
+    assert record["prediction"]["prediction_id"] == prediction
+    assert record["version"] == "1" and record["seed"] == 42 and record["git_commit"]
+    unknown = subprocess.run([sys.executable, "-m", "ml_platform.cli", "lineage", "--prediction-id", "nope"],
+                             capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=60,
+                             env={**os.environ, "ML_PLATFORM_HOME": str(lifecycle["home"])})
+    assert unknown.returncode == 2 and "no prediction 'nope'" in unknown.stderr
+
+
+def test_reproduce_command_in_a_fresh_process_matches_the_registered_metrics_exactly(lifecycle):
     registry = ModelRegistry()
     versions_before = len(registry.versions(MODEL))
-    code = ("import json; from ml_platform.reproduce import reproduce_version; "
-            f"print(json.dumps(reproduce_version({MODEL!r}, '1')))")
-    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT,
-                           timeout=300, env={**os.environ, "ML_PLATFORM_HOME": str(lifecycle["home"])})
+    shown = subprocess.run([sys.executable, "-m", "ml_platform.cli", "reproduce", "--version", "1", "--json"],
+                           capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=300,
+                           env={**os.environ, "ML_PLATFORM_HOME": str(lifecycle["home"])})
     assert shown.returncode == 0, shown.stderr
-    result = json.loads(shown.stdout.strip().splitlines()[-1])
+    result = json.loads(shown.stdout)
 
     assert result["match"] is True, result
     assert result["differences"] == []
@@ -129,7 +145,7 @@ def test_reproduce_refuses_a_missing_snapshot_and_records_the_attempt(lifecycle,
     failed_before = len(_failed_attempts(registry))
     shutil.move(snapshot, tmp_path / snapshot.name)
     try:
-        with pytest.raises(ReproductionError, match=rf"training snapshot {snapshot} is missing"):
+        with pytest.raises(ReproductionError, match=rf"training snapshot {re.escape(str(snapshot))} is missing"):
             reproduce_version(MODEL, "1")
     finally:
         shutil.move(tmp_path / snapshot.name, snapshot)
@@ -152,7 +168,7 @@ def test_reproduce_refuses_an_altered_snapshot_and_records_the_attempt(lifecycle
     snapshot.write_bytes(bytes(altered))
     try:
         assert lineage_for_version(MODEL, "1", verify=True)["data_snapshot"]["sha256_ok"] is False
-        with pytest.raises(ReproductionError, match=rf"snapshot {snapshot} was altered"):
+        with pytest.raises(ReproductionError, match=rf"snapshot {re.escape(str(snapshot))} was altered"):
             reproduce_version(MODEL, "1")
     finally:
         snapshot.write_bytes(original)

@@ -6,7 +6,9 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from ml_platform.defs.features import assets as features  # the module, so the loader finds feature_models once
+from ml_platform.defs.features import (
+    assets as features,  # the module, so the loader finds feature_models once
+)
 from ml_platform.lib.drift import detect_drift
 from ml_platform.lib.modeling import holdout_mask
 from ml_platform.lib.snapshots import read_snapshot

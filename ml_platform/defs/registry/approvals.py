@@ -18,8 +18,6 @@ from ml_platform.resources import Governance, ModelRegistry, ProjectResource
 from ml_platform.resources.alerts import Alerts
 from ml_platform.resources.registry import CHALLENGER
 
-AWAITING = {"pending", "refused"}  # a refused sign-off may be corrected (e.g. by an approver on the list)
-
 
 class ApprovalRequest(dg.Config):
     version: str
@@ -79,7 +77,9 @@ def approval_sensor(context: dg.SensorEvaluationContext, project: ProjectResourc
     requests = []
     for mv in registry.versions(cfg.model.name):
         tags = mv.tags
-        if tags.get("approval_state") in AWAITING and tags.get("approval"):
+        # Any sign-off not yet applied: on a version awaiting approval, a refused one being corrected, or one
+        # the gate rejected (which is refused, on the record). The run key makes each sign-off count once.
+        if tags.get("approval") and tags.get("approval_state") != "approved":
             sign_off = f"{tags.get('approval')}|{tags.get('approver', '')}|{tags.get('evidence_sha256', '')}"
             requests.append(dg.RunRequest(
                 run_key=f"{cfg.model.name}:v{mv.version}:{sign_off}",

@@ -5,7 +5,9 @@ from datetime import UTC, datetime
 import dagster as dg
 import pandas as pd
 
-from ml_platform.defs.features import assets as features  # the module, so the loader finds feature_models once
+from ml_platform.defs.features import (
+    assets as features,  # the module, so the loader finds feature_models once
+)
 from ml_platform.lib.modeling import model_inputs, positive_scores
 from ml_platform.resources import ModelRegistry, ProjectResource, Warehouse
 from ml_platform.resources.warehouse import PREDICTIONS_TABLE

@@ -5,7 +5,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from ml_platform.defs.features import assets as features  # the module, so the loader finds feature_models once
+from ml_platform.defs.features import (
+    assets as features,  # the module, so the loader finds feature_models once
+)
 from ml_platform.defs.features.project import feature_project
 from ml_platform.lib.feature_version import feature_code_version
 from ml_platform.lib.lineage import git_commit, package_versions

@@ -1,0 +1,124 @@
+"""Sign-off in the MLflow UI, end to end: a medium-risk model's challenger waits for an approval set as
+tags on the version; the approval sensor's run promotes it or refuses it (recorded and alerted); the
+CLI rolls back and shows the audit trail. Real Dagster, MLflow, dbt and DuckDB throughout."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ml_platform.resources import Governance, ModelRegistry, Warehouse
+from ml_platform.runner import process_approvals, run_lifecycle
+from ml_platform.settings import PROJECT_ROOT
+from ml_platform_tests.conftest import write_config
+
+pytestmark = pytest.mark.slow
+
+MEDIUM = {"model": {"risk_tier": "medium"}, "governance": {"approvers": ["alice@example.com", "bob@example.com"]}}
+
+
+def sign_off(registry: ModelRegistry, version: str, approver: str) -> list[dict]:
+    """What a reviewer does in the MLflow UI, then one tick of the approval sensor."""
+    registry.tag_version("churn", version, {"approval": "approved", "approver": approver})
+    return process_approvals()
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ml_platform.cli", *args], capture_output=True, text=True,
+                          cwd=PROJECT_ROOT, timeout=180, env={**os.environ, "NO_COLOR": "1"})
+
+
+def audit(action: str) -> list[dict]:
+    return [r for r in Governance(registry=ModelRegistry(), warehouse=Warehouse()).history("churn")
+            if r["action"] == action]
+
+
+def test_sign_off_promotes_only_allowed_unchanged_gated_versions_and_rollback_is_one_command(platform_env, tmp_path):
+    config = write_config(tmp_path, MEDIUM)
+    registry = ModelRegistry()
+
+    # The gate passes v1, but a medium-risk model needs a sign-off: no champion yet, nothing scored.
+    first = run_lifecycle(config_file=config)
+    assert first.success, first.errors
+    assert first.outputs["champion_model"]["decision"] == "passed"
+    assert registry.champion_version("churn") is None
+    assert registry.alias_version("churn", "challenger") == "1"
+    assert registry.version("churn", "1").tags["approval_state"] == "pending"
+    assert first.assets["batch_predictions"] == "skipped" and first.assets["drift_report"] == "skipped"
+
+    # Someone not on the allowlist: refused, recorded on the version and in the audit log, alerted.
+    [outcome] = sign_off(registry, "1", "mallory@example.com")
+    assert outcome["promoted"] is False and "not on the allowlist" in outcome["reason"]
+    assert registry.champion_version("churn") is None
+    assert registry.version("churn", "1").tags["approval_state"] == "refused"
+    assert audit("approval_refused")[-1]["actor"] == "mallory@example.com"
+    alerts = Warehouse().query("select * from governance.alerts where kind = 'approval_refused'")
+    assert len(alerts) == 1 and "mallory@example.com" in alerts["title"][0]
+
+    # An allowed approver, but the evidence was edited after the gate decided: refused.
+    original = registry.version("churn", "1").tags["gate_reasons"]
+    registry.tag_version("churn", "1", {"gate_reasons": json.dumps(["pass everything, trust me"])})
+    [outcome] = sign_off(registry, "1", "alice@example.com")
+    assert outcome["promoted"] is False and "evidence changed" in outcome["reason"]
+    assert registry.champion_version("churn") is None
+
+    # The evidence restored, an allowed approver: promoted, by them, on record.
+    registry.tag_version("churn", "1", {"gate_reasons": original})
+    [outcome] = sign_off(registry, "1", "bob@example.com")
+    assert outcome["promoted"] is True
+    assert registry.champion_version("churn") == "1"
+    tags = registry.version("churn", "1").tags
+    assert (tags["approval_state"], tags["approved_by"], tags["promoted_by"]) == ("approved", "bob@example.com",
+                                                                                  "bob@example.com")
+    assert registry.alias_version("churn", "challenger") is None
+    assert audit("promote_approved")[-1]["actor"] == "bob@example.com"
+    assert process_approvals() == [], "a sign-off is applied once"
+
+    # The model card carries the approval record.
+    mlflow = registry.mlflow()
+    card = mlflow.artifacts.load_text(tags["model_card"])
+    assert "bob@example.com" in card and "Approval" in card and "churn" in card
+
+    # A version the gate rejected cannot be signed off.
+    strict = write_config(tmp_path, {**MEDIUM, "gate": {"min_improvement": 0.5}}, name="strict.yaml")
+    second = run_lifecycle(config_file=strict)
+    assert second.success, second.errors
+    assert second.outputs["champion_model"]["decision"] == "rejected"
+    [outcome] = sign_off(registry, "2", "alice@example.com")
+    assert outcome["promoted"] is False and "did not pass the gate" in outcome["reason"]
+    assert registry.champion_version("churn") == "1"
+
+    # Rollback from the CLI: refused without a previous champion, refused to a rejected version unless
+    # forced (and the force is recorded), refused to a version that does not exist; then symmetric.
+    refused = cli("--config", str(config), "rollback", "--reason", "test")
+    assert refused.returncode == 1 and "no previous champion" in refused.stderr
+    refused = cli("--config", str(config), "rollback", "--to", "2")
+    assert refused.returncode == 1 and "never passed the gate" in refused.stderr
+    missing = cli("--config", str(config), "rollback", "--to", "99")
+    assert missing.returncode == 1 and "version 99 does not exist" in missing.stderr
+    assert registry.champion_version("churn") == "1"
+    forced = cli("--config", str(config), "rollback", "--to", "2", "--force", "--reason", "drill", "--as", "ops@example.com")
+    assert forced.returncode == 0, forced.stderr
+    assert registry.champion_version("churn") == "2"
+    back = cli("--config", str(config), "rollback", "--reason", "end of drill", "--as", "ops@example.com", "--json")
+    assert back.returncode == 0, back.stderr
+    assert json.loads(back.stdout)["to_version"] == "1"
+    assert registry.champion_version("churn") == "1"
+    assert registry.alias_version("churn", "previous_champion") == "2"
+
+    history = json.loads(cli("--config", str(config), "history", "--json").stdout)
+    actions = [r["action"] for r in history]
+    assert actions[:2] == ["await_approval", "approval_refused"]
+    assert "promote_approved" in actions and "reject" in actions
+    forced_records = [r for r in history if r["forced"]]
+    assert len(forced_records) == 1 and forced_records[0]["actor"] == "ops@example.com"
+
+    status = json.loads(cli("--config", str(config), "status", "--json").stdout)
+    assert status["champion"]["version"] == "1"
+    assert status["champion"]["approver"] == "bob@example.com"
+    assert status["previous_champion"] == "2"
+    inventory = json.loads(cli("--config", str(config), "inventory", "--json").stdout)
+    assert [(m["name"], m["owner"], m["risk_tier"], m["champion"]) for m in inventory] == \
+        [("churn", "team:ml-platform", "medium", "1")]
