@@ -188,8 +188,9 @@ def process_approvals() -> list[dict]:
             already = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/run_key": request.run_key}), limit=1)
             if already:
                 continue
+            quiet_logs = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
             result = job.execute_in_process(
-                run_config=request.run_config, instance=instance, raise_on_error=False,
+                run_config={**request.run_config, **quiet_logs}, instance=instance, raise_on_error=False,
                 tags={**request.tags, "dagster/run_key": request.run_key, "dagster/sensor_name": sensor.name},
             )
             outcome = result.output_for_node("apply_approval") if result.success else {
