@@ -36,4 +36,7 @@ def test_dg_sees_every_stage(tmp_path):
     listed = json.loads(result.stdout[result.stdout.index("{"):])
     groups = {a["group_name"] for a in listed["assets"]}
     assert groups == {"ingestion", "validation", "features", "training", "evaluation", "registry", "serving", "monitoring"}
-    assert "lifecycle" in {j["name"] for j in listed["jobs"]}
+    assert {"lifecycle", "approval_job"} <= {j["name"] for j in listed["jobs"]}
+    assert "approval_sensor" in {s["name"] for s in listed["sensors"]}
+    # Owners come from the project config (model.owner), applied to every asset in definitions.py.
+    assert all(a["owners"] == [{"team": "ml-platform"}] for a in listed["assets"]), listed["assets"][0]["owners"]
