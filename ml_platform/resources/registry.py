@@ -85,11 +85,16 @@ class ModelRegistry(dg.ConfigurableResource):
         with mlflow.start_run(experiment_id=self.experiment_id(experiment), run_name=f"train-{model_name}") as run:
             mlflow.set_tags(tags)
             mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
-            dataset = mlflow.data.from_pandas(
-                training_frame, source=dataset_source, name=f"{model_name}-training", targets=target,
-                digest=dataset_digest[:36],
+            # Metadata only (source, digest, schema from a sample): mlflow.data.from_pandas re-infers the
+            # schema over every row when logged, which takes ~12 s at 1M rows.
+            from mlflow.data.dataset_source_registry import resolve_dataset_source
+            from mlflow.data.meta_dataset import MetaDataset
+
+            dataset = MetaDataset(
+                source=resolve_dataset_source(dataset_source), name=f"{model_name}-training",
+                digest=dataset_digest[:36], schema=infer_signature(training_frame.head(1000)).inputs,
             )
-            mlflow.log_input(dataset, context="training")
+            mlflow.log_input(dataset, context="training", tags={"rows": str(len(training_frame)), "target": target})
             info = mlflow.sklearn.log_model(
                 pipeline,
                 name="model",
