@@ -6,6 +6,7 @@ import copy
 import hashlib
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,11 +45,10 @@ def write_config(directory: Path, overrides: dict | None = None, name: str = "ml
     return path
 
 
-@pytest.fixture
-def platform_env(tmp_path: Path) -> Iterator[Path]:
-    """A fresh ML_PLATFORM_HOME for one test; the process environment is restored afterwards."""
+@contextmanager
+def platform_home(home: Path) -> Iterator[Path]:
+    """Point the platform at `home` for the duration; the process environment is restored afterwards."""
     saved = {k: os.environ.get(k) for k in _ENV_KEYS}
-    home = tmp_path / "home"
     os.environ["ML_PLATFORM_HOME"] = str(home)
     try:
         yield home
@@ -58,6 +58,13 @@ def platform_env(tmp_path: Path) -> Iterator[Path]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@pytest.fixture
+def platform_env(tmp_path: Path) -> Iterator[Path]:
+    """A fresh ML_PLATFORM_HOME for one test."""
+    with platform_home(tmp_path / "home") as home:
+        yield home
 
 
 def tree_digest(directory: Path) -> dict[str, str]:

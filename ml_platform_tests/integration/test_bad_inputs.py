@@ -19,7 +19,7 @@ from ml_platform.lib.demo_data import generate_batch
 from ml_platform.resources import ModelRegistry, Warehouse
 from ml_platform.runner import run_lifecycle
 from ml_platform.settings import PROJECT_ROOT
-from ml_platform_tests.conftest import tree_digest, write_config
+from ml_platform_tests.conftest import platform_home, tree_digest, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -28,13 +28,10 @@ pytestmark = pytest.mark.slow
 def established(tmp_path_factory) -> dict:
     """A home with one champion, from a good demo run."""
     root = tmp_path_factory.mktemp("bad_inputs")
-    saved = {k: os.environ.get(k) for k in ("ML_PLATFORM_HOME", "ML_PLATFORM_CONFIG", "DAGSTER_HOME")}
-    os.environ["ML_PLATFORM_HOME"] = str(root / "home")
-    result = run_lifecycle(config_file=write_config(root))
-    assert result.success, result.errors
-    yield {"root": root, "home": root / "home"}
-    for key, value in saved.items():
-        os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
+    with platform_home(root / "home") as home:
+        result = run_lifecycle(config_file=write_config(root))
+        assert result.success, result.errors
+        yield {"root": root, "home": home}
 
 
 def good_batch() -> pd.DataFrame:

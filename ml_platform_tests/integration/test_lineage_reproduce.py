@@ -17,7 +17,7 @@ from ml_platform.reproduce import ReproductionError, reproduce_version
 from ml_platform.resources import ModelRegistry, Warehouse
 from ml_platform.runner import run_lifecycle
 from ml_platform.settings import PROJECT_ROOT
-from ml_platform_tests.conftest import _ENV_KEYS, write_config
+from ml_platform_tests.conftest import platform_home, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -27,18 +27,11 @@ MODEL = "churn"
 @pytest.fixture(scope="module")
 def lifecycle(tmp_path_factory):
     """One lifecycle run in a fresh home, shared by this module; the environment is restored afterwards."""
-    saved = {k: os.environ.get(k) for k in _ENV_KEYS}
     root = tmp_path_factory.mktemp("lineage")
-    try:
-        result = run_lifecycle(config_file=write_config(root), home=root / "home", quiet=True)
+    with platform_home(root / "home") as home:
+        result = run_lifecycle(config_file=write_config(root), quiet=True)
         assert result.success, result.errors
-        yield {"home": root / "home", "result": result}
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        yield {"home": home, "result": result}
 
 
 def _failed_attempts(registry: ModelRegistry) -> list:
