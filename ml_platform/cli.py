@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from ml_platform import runner
 
-        config = runner.use_environment(config_file=args.config, home=args.home)
+        config = runner.use_environment(config_file=args.config, home=args.home,
+                                        check_imports=args.command not in READ_ONLY)
         return COMMANDS[args.command](args, config)
     except ConfigError as exc:
         print(_color("config error: ", RED) + str(exc), file=sys.stderr)
@@ -288,6 +289,7 @@ def _demo(args, config) -> int:
     return run_demo(batches=args.batches, as_json=args.json)
 
 
+READ_ONLY = {"status", "history", "inventory"}  # no estimator import needed: start faster
 COMMANDS = {"run": _run, "status": _status, "approve": _approve, "rollback": _rollback, "history": _history,
             "inventory": _inventory, "reproduce": _reproduce, "demo": _demo}
 

@@ -42,13 +42,15 @@ class LifecycleResult:
                 "errors": self.errors, "outputs": self.outputs, "log_file": self.log_file}
 
 
-def use_environment(*, config_file: str | Path | None = None, home: str | Path | None = None) -> ProjectConfig:
-    """Point this process at a config and a home, validate the config, and prepare the home."""
+def use_environment(*, config_file: str | Path | None = None, home: str | Path | None = None,
+                    check_imports: bool = True) -> ProjectConfig:
+    """Point this process at a config and a home, validate the config, and prepare the home.
+    `check_imports=False` skips importing the estimator (and so sklearn): for commands that only read."""
     if home is not None:
         os.environ["ML_PLATFORM_HOME"] = str(Path(home).resolve())
     if config_file is not None:
         os.environ["ML_PLATFORM_CONFIG"] = str(Path(config_file).resolve())
-    config = load_config(settings.config_path())
+    config = load_config(settings.config_path(), check_imports=check_imports)
     paths = settings.platform_paths().ensure()
     os.environ["DAGSTER_HOME"] = str(paths.dagster_home)
     dagster_yaml = paths.dagster_home / "dagster.yaml"
