@@ -1,6 +1,7 @@
 """Features: the dbt project builds the feature table from the validated batches; dbt tests are asset checks."""
 
 import logging
+import shutil
 from collections.abc import Mapping
 from typing import Any
 
@@ -40,5 +41,9 @@ class FeatureTranslator(DagsterDbtTranslator):
     dagster_dbt_translator=FeatureTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True)),
 )
 def feature_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, project: ProjectResource):
-    project.paths()  # exports ML_PLATFORM_HOME, which dbt's profile reads for the warehouse location
-    yield from dbt.cli(["build"], context=context).stream()
+    paths = project.paths()  # also exports ML_PLATFORM_HOME, which dbt's profile reads for the warehouse
+    # dbt's per-run build files go under the home, and are removed once the build succeeded (a failed
+    # build keeps them for debugging); otherwise each run leaves ~2 MB in dbt_project/target.
+    target = paths.home / "dbt" / context.run.run_id
+    yield from dbt.cli(["build"], context=context, target_path=target).stream()
+    shutil.rmtree(target, ignore_errors=True)
