@@ -10,6 +10,7 @@ import hashlib
 import os
 import tempfile
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
@@ -62,13 +63,25 @@ def write_snapshot(df: pd.DataFrame, directory: Path) -> Snapshot:
 
 
 def read_snapshot(path: Path, expected_sha256: str | None = None) -> pd.DataFrame:
-    """Read a snapshot, first checking that its bytes still hash to `expected_sha256`."""
+    """Read a snapshot, first checking that its bytes still hash to `expected_sha256`.
+
+    Verified reads are cached in-process (the last two): training, evaluation and the gate read the
+    same snapshot within one run. Callers must treat the frame as read-only (select/copy, never
+    assign into it)."""
     if not path.exists():
         raise FileNotFoundError(f"snapshot {path} is missing")
-    if expected_sha256 is not None:
-        actual = file_sha256(path)
-        if actual != expected_sha256:
-            raise SnapshotIntegrityError(
-                f"snapshot {path} was altered: its SHA-256 is {actual[:12]}…, expected {expected_sha256[:12]}…"
-            )
+    if expected_sha256 is None:
+        return pd.read_parquet(path)
+    stat = path.stat()
+    return _read_verified(str(path), expected_sha256, stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=2)
+def _read_verified(path: str, expected_sha256: str, size: int, mtime_ns: int) -> pd.DataFrame:
+    # Size and mtime are part of the key: a file changed on disk is read, and hashed, again.
+    actual = file_sha256(Path(path))
+    if actual != expected_sha256:
+        raise SnapshotIntegrityError(
+            f"snapshot {path} was altered: its SHA-256 is {actual[:12]}…, expected {expected_sha256[:12]}…"
+        )
     return pd.read_parquet(path)

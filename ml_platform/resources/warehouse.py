@@ -4,7 +4,7 @@ features.* (built by dbt), serving.batch_predictions."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -96,8 +96,10 @@ class Warehouse(dg.ConfigurableResource):
             return []
         return self.query(f"select distinct _batch_id from {table} order by 1")["_batch_id"].tolist()
 
-    def write_predictions(self, predictions: pd.DataFrame) -> int:
-        """Append predictions; rows whose prediction_id is already stored are kept as they are."""
+    def write_predictions(self, chunks: Iterable[pd.DataFrame]) -> int:
+        """Append predictions, chunk by chunk over one connection; a prediction_id already stored is kept
+        as it is (scoring the same batch again with the same version adds nothing)."""
+        written = 0
         with self.connect() as con:
             con.execute("create schema if not exists serving")
             con.execute(
@@ -105,15 +107,13 @@ class Warehouse(dg.ConfigurableResource):
                     prediction_id varchar primary key, entity_id varchar, model_name varchar,
                     model_version varchar, snapshot_hash varchar, score double, scored_at timestamp)"""
             )
-            con.register("incoming", predictions)
-            before = con.execute(f"select count(*) from {PREDICTIONS_TABLE}").fetchall()[0][0]
-            con.execute(
-                f"insert into {PREDICTIONS_TABLE} by name select * from incoming "
-                f"where prediction_id not in (select prediction_id from {PREDICTIONS_TABLE})"
-            ).fetchall()
-            after = con.execute(f"select count(*) from {PREDICTIONS_TABLE}").fetchall()[0][0]
-            con.unregister("incoming")
-        return int(after - before)
+            for chunk in chunks:
+                con.register("incoming", chunk)
+                before = con.execute(f"select count(*) from {PREDICTIONS_TABLE}").fetchall()[0][0]
+                con.execute(f"insert or ignore into {PREDICTIONS_TABLE} by name select * from incoming").fetchall()
+                written += con.execute(f"select count(*) from {PREDICTIONS_TABLE}").fetchall()[0][0] - before
+                con.unregister("incoming")
+        return int(written)
 
     def record_model_version(self, record: dict[str, str]) -> None:
         """Append a version's lineage (strings only). A version is recorded once; a second call is refused."""

@@ -3,6 +3,7 @@
 from datetime import UTC, datetime
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 from ml_platform.defs.features import (
@@ -38,21 +39,26 @@ def batch_predictions(context: dg.AssetExecutionContext, project: ProjectResourc
         raise RuntimeError(f"batch {raw_batch['batch_id']} has no rows in features.{cfg.features.dbt_model}")
     columns = list(model.feature_names_in_)
     id_col = cfg.data.id_column
-    written = 0
     scored_at = datetime.now(UTC).replace(tzinfo=None)
-    for start in range(0, len(frame), CHUNK_ROWS):
-        chunk = frame.iloc[start:start + CHUNK_ROWS]
-        entity = chunk[id_col].astype(str) if id_col else pd.Series(chunk.index.astype(str), index=chunk.index)
-        key = pd.util.hash_pandas_object(entity + f"|{raw_batch['sha256']}", index=False)
-        written += warehouse.write_predictions(pd.DataFrame({
-            "prediction_id": [f"{cfg.model.name}-v{version}-{h:016x}" for h in key.to_numpy()],
-            "entity_id": entity.to_numpy(),
-            "model_name": cfg.model.name,
-            "model_version": str(version),
-            "snapshot_hash": raw_batch["sha256"],
-            "score": positive_scores(model, model_inputs(chunk, columns), cfg.data.positive_label),
-            "scored_at": scored_at,
-        }))
+    prefix = f"{cfg.model.name}-v{version}-"
+
+    def scored_chunks():
+        for start in range(0, len(frame), CHUNK_ROWS):
+            chunk = frame.iloc[start:start + CHUNK_ROWS]
+            entity = chunk[id_col].astype(str) if id_col else pd.Series(chunk.index.astype(str), index=chunk.index)
+            # Deterministic ids: the same entity, batch and version always get the same prediction id.
+            key = pd.util.hash_pandas_object(entity + f"|{raw_batch['sha256']}", index=False).to_numpy()
+            yield pd.DataFrame({
+                "prediction_id": np.char.add(prefix, np.char.zfill(np.char.mod("%x", key), 16)),
+                "entity_id": entity.to_numpy(),
+                "model_name": cfg.model.name,
+                "model_version": str(version),
+                "snapshot_hash": raw_batch["sha256"],
+                "score": positive_scores(model, model_inputs(chunk, columns), cfg.data.positive_label),
+                "scored_at": scored_at,
+            })
+
+    written = warehouse.write_predictions(scored_chunks())
     context.add_output_metadata({
         "model_version": str(version),
         "batch_id": raw_batch["batch_id"],
