@@ -265,3 +265,63 @@ def test_importing_the_module_does_not_import_great_expectations():
     code = "import sys, ml_platform.lib.validation; print('great_expectations' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def type_check_rows(report: ValidationReport, column: str) -> int:
+    """How many rows GX type-checked in `column` (one when pandas found only text)."""
+    [result] = [
+        r
+        for r in report.gx_result["results"]
+        if r["expectation_config"]["type"] == "expect_column_values_to_be_in_type_list"
+        and r["expectation_config"]["kwargs"]["column"] == column
+    ]
+    return result["result"]["element_count"]
+
+
+def objects(values: list, rows: int = ROWS) -> pd.Series:
+    return pd.Series((values * rows)[:rows], dtype=object)
+
+
+def test_numbers_among_text_fail_the_schema_check(data):
+    report = validate_batch(good_batch().assign(region=objects(["north", 1, "south", 2.5])), data)
+
+    assert failed(report)["schema"] == [
+        "region: expected category, got object (250 values (50%) of type float, int, e.g. [1, 2.5])"
+    ]
+    assert type_check_rows(report, "region") == ROWS
+
+
+def test_object_column_of_python_floats_is_a_number_but_not_an_integer(data):
+    batch = good_batch().assign(monthly_charges=objects([20.5, 30.0]), tenure_months=objects([1.0, 2.0]))
+
+    problems = failed(validate_batch(batch, data))
+
+    assert problems["schema"] == [
+        "tenure_months: expected integer, got object (500 values (100%) of type float, e.g. [1, 2])"
+    ]
+
+
+def test_text_columns_are_type_checked_on_one_row_when_pandas_finds_only_text(data):
+    batch = good_batch().assign(region=objects([None, np.nan, pd.NA, "north"]))
+    batch.index = [f"row-{i}" for i in range(ROWS)]  # the check names its row by position
+
+    report = validate_batch(batch, data)
+
+    assert report.check("schema").passed, report.failures()
+    assert type_check_rows(report, "region") == 1
+    assert type_check_rows(report, "customer_id") == 1
+    assert batch.index[0] == "row-0"  # the caller's frame keeps its index
+
+
+def test_text_with_a_value_pandas_does_not_skip_as_null_is_checked_value_by_value(data):
+    report = validate_batch(good_batch().assign(region=objects(["north", pd.NaT])), data)
+
+    assert report.check("schema").passed  # GX skips NaT as null, as before
+    assert type_check_rows(report, "region") == ROWS
+
+
+def test_a_column_named_index_keeps_the_full_type_check(data):
+    report = validate_batch(good_batch().assign(index=7), data)
+
+    assert report.passed, report.failures()
+    assert type_check_rows(report, "region") == ROWS
