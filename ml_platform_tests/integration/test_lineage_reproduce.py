@@ -41,8 +41,7 @@ def _failed_attempts(registry: ModelRegistry) -> list:
     return registry.client().search_runs([experiment.experiment_id], "attributes.status = 'FAILED'")
 
 
-def test_lineage_of_a_prediction_is_what_the_registry_recorded(lifecycle, tmp_path, monkeypatch):
-    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+def test_lineage_of_a_prediction_is_what_the_registry_recorded(lifecycle, tmp_path):
     row = Warehouse().query("select * from serving.batch_predictions order by prediction_id limit 1").iloc[0]
 
     record = lineage_for_prediction(row["prediction_id"], verify=True)
