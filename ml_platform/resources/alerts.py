@@ -33,7 +33,8 @@ class Alerts(dg.ConfigurableResource):
         url = self.webhook_url or os.environ.get("ML_PLATFORM_ALERT_WEBHOOK_URL")
         text = f"*[{severity.upper()}] {title}*\n" + "\n".join(f"• {k}: {v}" for k, v in details.items())
         delivered, error = (False, "no webhook configured") if not url else self._post(url, {"text": text})
-        log.warning("alert %s: %s %s", kind, title, json.dumps(details, default=str))
+        log.log(logging.INFO if severity == "info" else logging.WARNING, "alert %s: %s %s", kind, title,
+                json.dumps(details, default=str))
         with self.warehouse.connect() as con:
             con.execute("create schema if not exists governance")
             con.execute(f"""create table if not exists {ALERTS_TABLE} (

@@ -36,6 +36,9 @@ class ModelRegistry(dg.ConfigurableResource):
         return Path(self.artifact_root) if self.artifact_root else settings.platform_paths().artifact_root
 
     def mlflow(self) -> Any:
+        import os
+
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no progress bars in CLI output
         import mlflow
 
         for noisy in ("mlflow", "alembic"):
