@@ -173,31 +173,43 @@ def _plain(value: Any) -> Any:
     return getattr(value, "value", value)
 
 
-def process_approvals() -> list[dict]:
-    """One tick of the approval sensor, and its requested runs executed here, exactly as the Dagster
-    daemon would under `make ui` (same sensor, same run keys: a sign-off is applied once, whoever runs it)."""
+def tick_sensor(sensor_name: str) -> list[Any]:
+    """One tick of a sensor, and its requested runs executed here, as the Dagster daemon would under
+    `make ui`: same sensor, same run keys, so a request is carried out once whoever runs it.
+    Returns the executed runs' results."""
     import dagster as dg
 
     definitions = load_definitions()
-    sensor = definitions.resolve_sensor_def("approval_sensor")
-    job = definitions.resolve_job_def("approval_job")
-    outcomes = []
+    sensor = definitions.resolve_sensor_def(sensor_name)
+    results = []
     with dagster_instance() as instance:
-        with dg.build_sensor_context(instance=instance, definitions=definitions,
-                                     resources=definitions.resources) as context:
+        with dg.build_sensor_context(instance=instance, definitions=definitions, resources=definitions.resources,
+                                     sensor_name=sensor_name) as context:
             tick = sensor.evaluate_tick(context)
         for request in tick.run_requests or []:
-            already = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/run_key": request.run_key}), limit=1)
-            if already:
+            if instance.get_runs(filters=dg.RunsFilter(tags={"dagster/run_key": request.run_key}), limit=1):
                 continue
+            job = definitions.resolve_job_def(request.job_name or sensor.job_name)
             quiet_logs = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-            result = job.execute_in_process(
-                run_config={**request.run_config, **quiet_logs}, instance=instance, raise_on_error=False,
-                tags={**request.tags, "dagster/run_key": request.run_key, "dagster/sensor_name": sensor.name},
-            )
-            outcome = result.output_for_node("apply_approval") if result.success else {
-                "version": request.run_config["ops"]["apply_approval"]["config"]["version"], "promoted": False,
-                "reason": "; ".join(_root_message(e.event_specific_data.error) for e in result.all_events
-                                    if e.event_type == dg.DagsterEventType.STEP_FAILURE)}
-            outcomes.append({**outcome, "run_id": result.run_id})
+            results.append(job.execute_in_process(
+                run_config={**(request.run_config or {}), **quiet_logs}, instance=instance, raise_on_error=False,
+                tags={**request.tags, "dagster/run_key": request.run_key, "dagster/sensor_name": sensor_name},
+            ))
+    return results
+
+
+def process_approvals() -> list[dict]:
+    """Apply every new sign-off now (the approval sensor's tick); one outcome per sign-off."""
+    import dagster as dg
+
+    outcomes = []
+    for result in tick_sensor("approval_sensor"):
+        if result.success:
+            outcome = result.output_for_node("apply_approval")
+        else:
+            config = result.dagster_run.run_config["ops"]["apply_approval"]["config"]
+            outcome = {"version": config["version"], "promoted": False, "reason": "; ".join(
+                _root_message(e.event_specific_data.error) for e in result.all_events
+                if e.event_type == dg.DagsterEventType.STEP_FAILURE)}
+        outcomes.append({**outcome, "run_id": result.run_id})
     return outcomes

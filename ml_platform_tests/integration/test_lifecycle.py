@@ -9,7 +9,7 @@ import pytest
 
 from ml_platform.lib.snapshots import file_sha256
 from ml_platform.resources import ModelRegistry, Warehouse
-from ml_platform.runner import run_lifecycle
+from ml_platform.runner import run_lifecycle, tick_sensor
 from ml_platform.settings import PROJECT_ROOT
 from ml_platform_tests.conftest import write_config
 
@@ -81,11 +81,20 @@ def test_full_lifecycle_from_raw_batches_to_a_gated_champion(platform_env, tmp_p
     assert Path(drift["report_path"]).read_text().lstrip().lower().startswith("<!doctype html") or "<html" in Path(
         drift["report_path"]).read_text()[:2000].lower()
 
+    # The drift report flagged drift: the drift sensor starts one gated retraining, and only one.
+    [retraining] = tick_sensor("drift_sensor")
+    assert retraining.success
+    assert retraining.dagster_run.tags["ml_platform/trigger"] == "drift"
+    retrained = retraining.output_for_node("champion_model")
+    assert retrained["challenger_version"] == "3"
+    assert registry.version("churn", "3").tags["gate_decision"] == retrained["decision"]
+    assert tick_sensor("drift_sensor") == [], "the same report never starts a second retraining"
+
     # `ml-platform status --json` answers "what is live?" from the registry.
     shown = subprocess.run([sys.executable, "-m", "ml_platform.cli", "--config", str(config), "status", "--json"],
                            capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120)
     assert shown.returncode == 0, shown.stderr
     status = json.loads(shown.stdout)
-    assert status["champion"]["version"] == gate["champion_version"]
+    assert status["champion"]["version"] == registry.champion_version("churn")
     assert status["champion"]["lineage"]["data_snapshot_sha256"]
-    assert status["versions"] == 2
+    assert status["versions"] == 3

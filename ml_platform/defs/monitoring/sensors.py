@@ -1,0 +1,40 @@
+"""Drift starts a gated retraining: one run per drift report that detected dataset drift.
+
+The retraining run trains a challenger on the current features and puts it through the promotion
+gate (and, from risk tier medium up, the sign-off): never straight to champion. The run key names the
+report's materialization (its run and timestamp), so a sensor re-tick, a daemon restart or a
+duplicate event never starts a second run for the same report.
+"""
+
+import dagster as dg
+
+retraining_job = dg.define_asset_job(
+    "retraining",
+    selection=dg.AssetSelection.assets("training_data", "trained_model", "model_evaluation", "champion_model"),
+    executor_def=dg.in_process_executor,
+    description="Train a challenger on the current features and put it through the promotion gate.",
+)
+
+
+@dg.asset_sensor(asset_key=dg.AssetKey("drift_report"), job=retraining_job, minimum_interval_seconds=60,
+                 default_status=dg.DefaultSensorStatus.RUNNING,
+                 description="Requests one gated retraining per drift report that detected dataset drift.")
+def drift_sensor(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
+    materialization = asset_event.asset_materialization
+    metadata = materialization.metadata if materialization else {}
+    drifted = getattr(metadata.get("dataset_drift"), "value", False)
+    if not drifted:
+        return dg.SkipReason(f"the drift report of run {asset_event.run_id or '-'} found no dataset drift")
+    share = getattr(metadata.get("drifted_share"), "value", None)
+    features = getattr(metadata.get("drifted_features"), "value", "")
+    report = f"{asset_event.run_id or 'runless'}-{asset_event.timestamp:.6f}"
+    return dg.RunRequest(
+        run_key=f"drift-report-{report}",
+        tags={"ml_platform/trigger": "drift", "ml_platform/drift_report": report,
+              "ml_platform/drifted_share": str(share), "ml_platform/drifted_features": str(features)[:200]},
+    )
+
+
+@dg.definitions
+def sensors() -> dg.Definitions:
+    return dg.Definitions(jobs=[retraining_job], sensors=[drift_sensor])

@@ -1,0 +1,45 @@
+"""The drift sensor on a real (ephemeral) Dagster instance: one retraining run per drifted report,
+none for a clean report, and no second request for the same report on later ticks."""
+
+import dagster as dg
+
+from ml_platform.defs.monitoring.sensors import drift_sensor, retraining_job
+
+
+def report(instance: dg.DagsterInstance, drifted: bool) -> None:
+    instance.report_runless_asset_event(dg.AssetMaterialization(
+        "drift_report", metadata={"dataset_drift": drifted, "drifted_share": 0.5 if drifted else 0.0,
+                                  "drifted_features": "monthly_charges, support_calls" if drifted else "none"}))
+
+
+def tick(instance: dg.DagsterInstance, definitions: dg.Definitions, cursor: str | None):
+    with dg.build_sensor_context(instance=instance, cursor=cursor, definitions=definitions) as context:
+        result = drift_sensor.evaluate_tick(context)
+    return result.run_requests or [], result.cursor
+
+
+def test_one_retraining_per_drifted_report_across_repeated_ticks():
+    definitions = dg.Definitions(
+        assets=[dg.AssetSpec(k) for k in ("drift_report", "training_data", "trained_model", "model_evaluation",
+                                           "champion_model")],
+        jobs=[retraining_job], sensors=[drift_sensor],
+    )
+    with dg.instance_for_test() as instance:
+        report(instance, drifted=False)
+        requests, cursor = tick(instance, definitions, None)
+        assert requests == []  # a clean report starts nothing
+
+        report(instance, drifted=True)
+        requests, cursor = tick(instance, definitions, cursor)
+        assert len(requests) == 1
+        assert requests[0].run_key.startswith("drift-report-")
+        assert requests[0].tags["ml_platform/trigger"] == "drift"
+        assert "monthly_charges" in requests[0].tags["ml_platform/drifted_features"]
+
+        for _ in range(3):  # re-ticks with the cursor: the same report never asks again
+            again, cursor = tick(instance, definitions, cursor)
+            assert again == []
+
+        report(instance, drifted=True)  # a new drifted report: a new, distinct request
+        newer, cursor = tick(instance, definitions, cursor)
+        assert len(newer) == 1 and newer[0].run_key != requests[0].run_key
