@@ -174,6 +174,7 @@ class GateSection(_Strict):
 class DriftSection(_Strict):
     drifted_share_threshold: float = Field(0.3, gt=0, le=1, description="Dataset drift when this share of columns drift.")
     sample_rows: int = Field(20000, gt=100, description="Seeded sample size per side for the drift report.")
+    max_retrainings_per_day: int = Field(3, ge=0, description="Cap on drift-triggered retrainings in 24 h.")
 
 
 class ProjectConfig(_Strict):

@@ -4,6 +4,8 @@ none for a clean report, and no second request for the same report on later tick
 import dagster as dg
 
 from ml_platform.defs.monitoring.sensors import drift_sensor, retraining_job
+from ml_platform.resources import ProjectResource
+from ml_platform_tests.conftest import write_config
 
 
 def report(instance: dg.DagsterInstance, drifted: bool) -> None:
@@ -13,17 +15,23 @@ def report(instance: dg.DagsterInstance, drifted: bool) -> None:
 
 
 def tick(instance: dg.DagsterInstance, definitions: dg.Definitions, cursor: str | None):
-    with dg.build_sensor_context(instance=instance, cursor=cursor, definitions=definitions) as context:
+    with dg.build_sensor_context(instance=instance, cursor=cursor, definitions=definitions,
+                                 resources=definitions.resources) as context:
         result = drift_sensor.evaluate_tick(context)
     return result.run_requests or [], result.cursor
 
 
-def test_one_retraining_per_drifted_report_across_repeated_ticks():
-    definitions = dg.Definitions(
+def sensor_definitions(config_file) -> dg.Definitions:
+    return dg.Definitions(
         assets=[dg.AssetSpec(k) for k in ("drift_report", "training_data", "trained_model", "model_evaluation",
                                            "champion_model")],
         jobs=[retraining_job], sensors=[drift_sensor],
+        resources={"project": ProjectResource(config_file=str(config_file))},
     )
+
+
+def test_one_retraining_per_drifted_report_across_repeated_ticks(tmp_path):
+    definitions = sensor_definitions(write_config(tmp_path))
     with dg.instance_for_test() as instance:
         report(instance, drifted=False)
         requests, cursor = tick(instance, definitions, None)
@@ -43,3 +51,18 @@ def test_one_retraining_per_drifted_report_across_repeated_ticks():
         report(instance, drifted=True)  # a new drifted report: a new, distinct request
         newer, cursor = tick(instance, definitions, cursor)
         assert len(newer) == 1 and newer[0].run_key != requests[0].run_key
+
+
+def test_drift_retrainings_are_capped_per_day(tmp_path):
+    definitions = sensor_definitions(write_config(tmp_path, {"drift": {"max_retrainings_per_day": 1}}))
+    with dg.instance_for_test() as instance:
+        report(instance, drifted=True)
+        [request], cursor = tick(instance, definitions, None)
+        # The daemon would launch it: record a run with the request's tags, as a launched run carries.
+        instance.create_run_for_job(dg.GraphDefinition("retraining_stub").to_job(), tags=request.tags)
+        report(instance, drifted=True)
+        with dg.build_sensor_context(instance=instance, cursor=cursor, definitions=definitions,
+                                     resources=definitions.resources) as context:
+            result = drift_sensor.evaluate_tick(context)
+        assert not result.run_requests
+        assert "cap drift.max_retrainings_per_day = 1" in result.skip_message

@@ -6,7 +6,11 @@ report's materialization (its run and timestamp), so a sensor re-tick, a daemon 
 duplicate event never starts a second run for the same report.
 """
 
+from datetime import UTC, datetime, timedelta
+
 import dagster as dg
+
+from ml_platform.resources import ProjectResource
 
 retraining_job = dg.define_asset_job(
     "retraining",
@@ -19,12 +23,20 @@ retraining_job = dg.define_asset_job(
 @dg.asset_sensor(asset_key=dg.AssetKey("drift_report"), job=retraining_job, minimum_interval_seconds=60,
                  default_status=dg.DefaultSensorStatus.RUNNING,
                  description="Requests one gated retraining per drift report that detected dataset drift.")
-def drift_sensor(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
+def drift_sensor(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry, project: ProjectResource):
     materialization = asset_event.asset_materialization
     metadata = materialization.metadata if materialization else {}
     drifted = getattr(metadata.get("dataset_drift"), "value", False)
     if not drifted:
         return dg.SkipReason(f"the drift report of run {asset_event.run_id or '-'} found no dataset drift")
+    # A cap stops retraining storms (e.g. a broken upstream feed drifting every hour).
+    cap = project.config().drift.max_retrainings_per_day
+    since = datetime.now(UTC) - timedelta(days=1)
+    recent = context.instance.get_runs(
+        filters=dg.RunsFilter(tags={"ml_platform/trigger": "drift"}, created_after=since), limit=cap + 1)
+    if len(recent) >= cap:
+        return dg.SkipReason(f"drift detected, but {len(recent)} drift retrainings ran in the last 24 h "
+                             f"(cap drift.max_retrainings_per_day = {cap}): not retraining again")
     share = getattr(metadata.get("drifted_share"), "value", None)
     features = getattr(metadata.get("drifted_features"), "value", "")
     report = f"{asset_event.run_id or 'runless'}-{asset_event.timestamp:.6f}"
