@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ml_platform import settings
-from ml_platform.lineage import LineageError, lineage_for_version
+from ml_platform.lineage import lineage_for_version
 
 # Wall-clock timings: they differ from run to run, so they are reported beside the comparison, not in it.
 EXCLUDED_METRICS = {"latency_p99_ms": "wall-clock time per row: differs from run to run and machine to machine"}
@@ -31,10 +31,8 @@ def reproduce_version(model_name: str, version: str) -> dict:
     from ml_platform.resources.registry import RegistryError
 
     version = str(version)
-    try:
-        lineage = lineage_for_version(model_name, version)
-    except LineageError as exc:
-        raise ReproductionError(f"cannot reproduce {model_name} v{version}: {exc}") from None
+    # An unknown version is bad input: LineageError (a LookupError) goes up as it is; the CLI exits 2.
+    lineage = lineage_for_version(model_name, version)
 
     registry = ModelRegistry()
     client = registry.client()

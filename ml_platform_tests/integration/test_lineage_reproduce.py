@@ -107,6 +107,13 @@ def test_lineage_command_from_a_prediction_id(lifecycle):
     assert unknown.returncode == 2 and "no prediction 'nope'" in unknown.stderr
 
 
+def test_reproduce_of_an_unknown_version_is_bad_input(lifecycle):
+    shown = subprocess.run([sys.executable, "-m", "ml_platform.cli", "reproduce", "--version", "99"],
+                           capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120,
+                           env={**os.environ, "ML_PLATFORM_HOME": str(lifecycle["home"])})
+    assert shown.returncode == 2 and "has no version 99" in shown.stderr
+
+
 def test_reproduce_command_in_a_fresh_process_matches_the_registered_metrics_exactly(lifecycle):
     registry = ModelRegistry()
     versions_before = len(registry.versions(MODEL))
