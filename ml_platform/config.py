@@ -177,6 +177,43 @@ class DriftSection(_Strict):
     max_retrainings_per_day: int = Field(3, ge=0, description="Cap on drift-triggered retrainings in 24 h.")
 
 
+class CanaryGuardrails(_Strict):
+    """Challenger vs champion on the same traffic, over the current step. Fixed when the canary starts."""
+
+    max_error_rate_increase: float = Field(0.02, ge=0, le=1, description="Challenger error rate minus champion's.")
+    max_latency_p99_ratio: float = Field(2.0, gt=0, description="Challenger p99 over champion p99 (model time).")
+    latency_slack_ms: float = Field(5.0, ge=0, description="p99 differences below this are noise, never a breach.")
+    max_score_psi: float = Field(0.25, gt=0, description="PSI of challenger scores against champion scores.")
+    max_metric_drop: float = Field(0.05, ge=0, description="Live AUC drop allowed once labels arrive.")
+    min_requests: int = Field(50, ge=1, description="Rows each variant needs in a step before it is judged.")
+
+
+class CanarySection(_Strict):
+    mode: Literal["off", "canary", "shadow"] = Field(
+        "off", description="canary: a share of traffic goes to the challenger; shadow: it scores every "
+        "request but its answers are only logged.",
+    )
+    steps: list[float] = Field([5, 25, 50, 100], min_length=1, description="Traffic percentages, in order.")
+    step_seconds: float = Field(300, gt=0, description="Minimum time at each step before it ramps up.")
+    guardrails: CanaryGuardrails = CanaryGuardrails()
+
+    @field_validator("steps")
+    @classmethod
+    def _increasing_percentages(cls, value: list[float]) -> list[float]:
+        if any(not 0 < s <= 100 for s in value) or value != sorted(set(value)):
+            raise ValueError(f"{value} must be increasing percentages in (0, 100]")
+        return value
+
+
+class ServingSection(_Strict):
+    max_body_bytes: int = Field(1_048_576, gt=0, description="Larger request bodies get 413.")
+    batch_window_ms: float = Field(2.0, ge=0, description="How long a request waits for others to share a model call.")
+    max_batch_rows: int = Field(512, ge=1, description="Most rows in one model call.")
+    alias_poll_seconds: float = Field(0.25, gt=0, description="How often the service checks the registry aliases.")
+    log_flush_seconds: float = Field(1.0, gt=0, description="Prediction-log flush interval.")
+    canary: CanarySection = CanarySection()
+
+
 class ProjectConfig(_Strict):
     model: ModelSection
     data: DataSection
@@ -185,6 +222,7 @@ class ProjectConfig(_Strict):
     gate: GateSection = GateSection()
     drift: DriftSection = DriftSection()
     governance: GovernanceSection = GovernanceSection()
+    serving: ServingSection = ServingSection()
     # Where the config was read from; relative paths in it resolve against this folder.
     source_file: Path = Field(Path("ml_platform.yaml"), exclude=True)
 

@@ -24,6 +24,7 @@ PREDICTIONS_TABLE = "serving.batch_predictions"
 MODEL_VERSIONS_TABLE = "registry.model_versions"  # lineage of every registered version
 AUDIT_TABLE = "governance.audit_log"
 ALERTS_TABLE = "governance.alerts"
+PREDICTION_LOG_TABLE = "serving.prediction_log"  # every online prediction
 
 
 def platform_home() -> Path:
@@ -78,6 +79,11 @@ class PlatformPaths:
     @property
     def snapshots(self) -> Path:
         return self.home / "snapshots"
+
+    @property
+    def online_store(self) -> Path:
+        """SQLite file of the online feature table (one row per entity, for the serving process)."""
+        return self.home / "online" / "features.sqlite"
 
     @property
     def quarantine(self) -> Path:
