@@ -66,6 +66,7 @@ STEP_LABELS = {
     "raw_batch_contract": "contract checks (GX)",
     "validated_batches": "validated_batches (DuckDB append)",
     "feature_models": "dbt build (features + tests)",
+    "online_features": "online_features (SQLite publish)",
     "training_data": "training_data (query, snapshot)",
     "trained_model": "trained_model (fit + MLflow)",
     "model_evaluation": "model_evaluation",

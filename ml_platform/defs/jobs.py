@@ -6,7 +6,8 @@ lifecycle_job = dg.define_asset_job(
     "lifecycle",
     selection=dg.AssetSelection.all(),  # every asset; the approval job (registry/approvals.py) has no assets
     executor_def=dg.in_process_executor,
-    description="ingest → validate → features → train → evaluate → register → gate → score → drift",
+    description="ingest → validate → features → train → evaluate → register → gate → score → drift; "
+    "online features are published once the features are built",
 )
 
 

@@ -23,7 +23,8 @@ def test_loading_definitions_imports_no_heavy_library(tmp_path):
     loaded = json.loads(result.stdout.strip().splitlines()[-1])
     assert loaded["heavy"] == []
     assert {"raw_batch", "validated_batches", "features/churn_features", "training_data", "trained_model",
-            "model_evaluation", "champion_model", "batch_predictions", "drift_report"} <= set(loaded["keys"])
+            "model_evaluation", "champion_model", "batch_predictions", "online_features", "drift_report",
+            } <= set(loaded["keys"])
 
 
 def test_dg_sees_every_stage(tmp_path):
