@@ -50,5 +50,9 @@ lint: setup
 bench: setup
 	$(BIN)/python bench/lifecycle.py
 
+.PHONY: bench-serving
+bench-serving: setup
+	$(BIN)/python bench/serving.py
+
 clean:
 	rm -rf $(ML_PLATFORM_HOME) dbt_project/target dbt_project/logs
