@@ -9,6 +9,7 @@
     ml-platform lineage   (--version N | --prediction-id ID) [--json]
     ml-platform reproduce --version N [--json]        retrain from the recorded lineage and compare
     ml-platform demo      [--batches N] [--json]      the demo scenario behind `make demo`
+    ml-platform serve     [--host H] [--port P]       the online prediction service (models:/<name>@champion)
 
 All take --config FILE and --home DIR. Exit codes: 0 success; 1 the work ran but failed or was
 refused (a step failed, a check blocked the line, a rollback or approval was refused, a reproduction
@@ -70,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--version", required=True)
     demo = command("demo", "the demo scenario: daily batches, gated retraining, sign-off, drift, rollback")
     demo.add_argument("--batches", type=int, default=4, help="how many daily batches to run (default 4)")
+    serve = sub.add_parser("serve", help="serve the champion over HTTP (/predict, /invocations, /metrics ...)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
     return parser
 
 
@@ -290,7 +294,16 @@ def _demo(args, config) -> int:
 
 
 READ_ONLY = {"status", "history", "inventory"}  # no estimator import needed: start faster
-COMMANDS = {"run": _run, "status": _status, "approve": _approve, "rollback": _rollback, "history": _history,
+def _serve(args, config) -> int:
+    from ml_platform.serving.app import serve
+
+    print(f"serving model '{config.model.name}' on http://{args.host}:{args.port} "
+          f"(canary mode {config.serving.canary.mode}); Ctrl-C stops", flush=True)
+    serve(config, host=args.host, port=args.port)
+    return 0
+
+
+COMMANDS = {"serve": _serve, "run": _run, "status": _status, "approve": _approve, "rollback": _rollback, "history": _history,
             "inventory": _inventory, "reproduce": _reproduce, "demo": _demo}
 
 

@@ -1,0 +1,151 @@
+"""The models the service answers with, kept current by watching the registry aliases.
+
+A background thread polls `champion` and `challenger`. A new version is loaded in that thread, then
+swapped in by one reference assignment, so requests never wait for a load and never see a half-loaded
+model. Loaded versions stay cached (the last known-good champion included), so a rollback to the
+previous version is served as soon as the alias move is seen.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ml_platform.serving.schema import RequestSchema
+
+log = logging.getLogger("ml_platform.serving")
+
+_DTYPES = {"integer": "int64", "number": "float64", "string": object, "boolean": "bool"}
+CACHED_VERSIONS = 4  # champion, challenger, the previous champion and one more
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    name: str
+    version: str
+    pipeline: Any
+    schema: RequestSchema
+    positive_index: int
+    tags: dict[str, str]
+
+    def frame(self, rows: list[dict]) -> pd.DataFrame:
+        """Checked rows → the model's input frame (one typed array per column; no per-cell pandas work)."""
+        data = {}
+        for col in self.schema.columns:
+            values = [r[col.name] for r in rows]
+            dtype = _DTYPES[col.kind]
+            if col.nullable and col.kind in ("integer", "boolean"):
+                dtype = "float64"  # None → NaN, as pandas reads a nullable column from the warehouse
+            data[col.name] = np.array(values, dtype=dtype) if dtype is not object else np.array(values, dtype=object)
+        return pd.DataFrame(data, columns=self.schema.names)
+
+    def predict(self, rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+        """(positive-class scores, predicted labels). Labels are the argmax class, as `predict` returns."""
+        proba = self.pipeline.predict_proba(self.frame(rows))
+        classes = self.pipeline.classes_
+        return proba[:, self.positive_index], classes[np.argmax(proba, axis=1)]
+
+
+def load_version(registry: Any, config: Any, version: str) -> LoadedModel:
+    """Load one registered version with its signature; the request schema comes from both."""
+    mlflow = registry.mlflow()
+    uri = f"models:/{config.model.name}/{version}"
+    info = mlflow.models.get_model_info(uri)
+    if info.signature is None or info.signature.inputs is None:
+        raise ValueError(f"{uri} has no input signature: the service cannot check requests against it")
+    inputs = [(spec.name, spec.type.name if hasattr(spec.type, "name") else str(spec.type))
+              for spec in info.signature.inputs.inputs]
+    pipeline = mlflow.sklearn.load_model(uri)
+    classes = list(pipeline.classes_)
+    if config.data.positive_label not in classes:
+        raise ValueError(f"{uri}: positive label {config.data.positive_label!r} is not among classes {classes}")
+    tags = registry.version(config.model.name, version).tags
+    return LoadedModel(config.model.name, str(version), pipeline, RequestSchema.build(inputs, config),
+                       classes.index(config.data.positive_label), dict(tags))
+
+
+class ModelWatcher:
+    """Holds `champion` and `challenger` (LoadedModel or None) and keeps them in step with the registry."""
+
+    def __init__(self, registry: Any, config: Any, *, poll_seconds: float,
+                 on_change: Callable[[str, LoadedModel | None, LoadedModel | None], None] | None = None):
+        from ml_platform.resources.registry import CHALLENGER, CHAMPION
+
+        self._aliases = (CHAMPION, CHALLENGER)
+        self.registry, self.config, self.poll_seconds = registry, config, poll_seconds
+        self.on_change = on_change or (lambda alias, old, new: None)
+        self.champion: LoadedModel | None = None
+        self.challenger: LoadedModel | None = None
+        self._cache: dict[str, LoadedModel] = {}
+        self._failed: dict[str, float] = {}  # version -> when its load last failed (retried after a pause)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="alias-watcher", daemon=True)
+        self.first_poll_done = threading.Event()  # both aliases looked at once: the service may report ready
+        self.last_poll: float | None = None
+        self.last_error: str | None = None
+
+    def start(self) -> None:
+        try:
+            self.refresh()  # the first load; the service reports ready once a champion is loaded
+        except Exception as exc:  # e.g. the registry is down: keep polling, /ready says why
+            self.last_error = f"registry poll failed: {exc}"
+            log.error(self.last_error)
+        self.first_poll_done.set()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def refresh(self) -> None:
+        """One poll: look up both aliases and swap in what moved."""
+        for alias in self._aliases:
+            version = self.registry.alias_version(self.config.model.name, alias)
+            current = getattr(self, alias)
+            if version == (current.version if current else None):
+                continue
+            new = self._get(version) if version else None
+            if version and new is None:
+                continue  # the load failed: keep answering with the last known-good model
+            setattr(self, alias, new)  # the swap: one reference assignment
+            log.warning("%s: %s → %s", alias, current.version if current else "none", version or "none")
+            self.on_change(alias, current, new)
+        self.last_poll, self.last_error = time.time(), None
+
+    def _get(self, version: str) -> LoadedModel | None:
+        if version in self._cache:
+            model = self._cache.pop(version)
+        else:
+            if time.time() - self._failed.get(version, 0) < 10:
+                return None
+            try:
+                model = load_version(self.registry, self.config, version)
+            except Exception as exc:  # a broken artifact must not take the service down
+                self._failed[version] = time.time()
+                self.last_error = f"version {version} failed to load: {exc}"
+                log.error(self.last_error)
+                return None
+        self._cache[version] = model  # most recently used last
+        keep = {m.version for m in (self.champion, self.challenger) if m} | {version}
+        while len(self._cache) > CACHED_VERSIONS:
+            oldest = next(v for v in self._cache if v not in keep)
+            del self._cache[oldest]
+        return model
+
+    def loaded_versions(self) -> list[str]:
+        return list(self._cache)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            try:
+                self.refresh()
+            except Exception as exc:  # registry unreachable: keep serving what is loaded, say so
+                self.last_error = f"registry poll failed: {exc}"
+                log.error(self.last_error)
