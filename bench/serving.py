@@ -60,6 +60,7 @@ BIN = Path(sys.executable).parent
 CLI = str(BIN / "ml-platform")
 BASELINE = "mlflow models serve"
 OURS = "ml-platform serve"
+FLOOR = "no-model app (floor)"
 
 CONNECTIONS = 16
 SECONDS = 20.0
@@ -281,6 +282,32 @@ def start_mlflow(home: Path, model: str, workdir: Path) -> Server:
     return Server(BASELINE, command, env, port, "/ping", workdir / "mlflow-serve.log")
 
 
+# The floor: a Starlette app on uvicorn that reads the body and answers a constant, no model. What the
+# client, HTTP and the event loop cost on this machine: no server can do better with this client.
+FLOOR_APP = """
+import sys, uvicorn
+from starlette.applications import Starlette
+from starlette.responses import Response
+from starlette.routing import Route
+
+async def invocations(request):
+    await request.body()
+    return Response(b'{"predictions": [0]}', media_type="application/json")
+
+async def ping(request):
+    return Response(b"\\n", media_type="application/json")
+
+app = Starlette(routes=[Route("/invocations", invocations, methods=["POST"]), Route("/ping", ping)])
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
+"""
+
+
+def start_floor(workdir: Path) -> Server:
+    port = free_port()
+    return Server(FLOOR, [sys.executable, "-c", FLOOR_APP, str(port)], dict(os.environ), port, "/ping",
+                  workdir / "floor.log")
+
+
 def ours_available() -> str | None:
     """None when `ml-platform serve` exists; otherwise why not."""
     if not (PROJECT_ROOT / "ml_platform" / "serving" / "app.py").exists():
@@ -421,8 +448,9 @@ def rollback_under_load(server: Server, env: dict[str, str], home: Path, model: 
 
     children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     server_cpu0, machine0 = server.cpu_seconds(), machine_busy_seconds()
+    # A request counts as lost only if unanswered after the client's whole timeout (30 s), not merely slow.
     result = open_loop(server.base + "/predict", bodies, rate=ROLLBACK_RATE, seconds=3 * phase_s,
-                       connections=CONNECTIONS, on_response=version_of, during=operator)
+                       connections=CONNECTIONS, on_response=version_of, during=operator, drain_s=30.0)
     server_cpu, machine = server.cpu_seconds() - server_cpu0, machine_busy_seconds() - machine0
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     cli_cpu = (children.ru_utime - children0.ru_utime) + (children.ru_stime - children0.ru_stime)
@@ -485,11 +513,16 @@ CPU_NOTE = ("  client / server / others: the cores each used on average (others:
             "on the machine)")
 
 
+def ordered(results: dict) -> list[tuple[str, dict]]:
+    """The baseline first, then ours, then the floor."""
+    return sorted(results.items(), key=lambda item: [BASELINE, OURS, FLOOR].index(item[0]))
+
+
 def render_closed(results: dict) -> list[str]:
     lines = [f"(A) closed loop: {CONNECTIONS} connections, single-row POST /invocations back to back",
              f"  {'':34}{'':45}{'CPU cores used':^24}",
              f"  {'server':34}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'failed':>9}{CPU_HEADER}"]
-    for name, r in results.items():
+    for name, r in ordered(results):
         s = r["closed"]
         label = name + (" (baseline)" if name == BASELINE else "")
         lines.append(f"  {label:34}{s['throughput_rps']:>9.1f}{_ms(s, 'p50'):>9}{_ms(s, 'p99'):>9}{_ms(s, 'max'):>9}"
@@ -511,7 +544,7 @@ def render_steady(results: dict) -> list[str]:
              f"  {'':34}{'':72}{'CPU cores used':^24}",
              f"  {'server':34}{'due':>7}{'ok':>7}{'failed':>7}{'lost':>6}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}"
              f"{'max ms':>9}{'lag p99':>10}{CPU_HEADER}"]
-    for name, r in results.items():
+    for name, r in ordered(results):
         s = r["steady"]
         label = name + (" (baseline)" if name == BASELINE else "")
         lines.append(f"  {label:34}{s['requests']:>7}{s['ok']:>7}{s['failed']:>7}{s['unanswered']:>6}"
@@ -564,19 +597,32 @@ def render_rollback(r: dict) -> list[str]:
     switches = [e["switch_after_completion_s"] for e in r["events"]]
     ok_switch = all(s is not None and s < TARGET_SWITCH_S for s in switches) and all(e["exit"] == 0 for e in r["events"])
     failed = r["failed"] + r["unanswered"]
-    lines.append(f"  target: 0 failed requests: {'MET' if failed == 0 else 'NOT MET'} ({failed}); "
+    lines.append(f"  target: 0 failed requests: {'MET' if failed == 0 else 'NOT MET'} "
+                 f"({r['failed']} failed + {r['unanswered']} unanswered after 30 s); "
                  f"every answer from the new version < {TARGET_SWITCH_S:.0f} s after the command returned: "
                  f"{'MET' if ok_switch else 'NOT MET'} ({', '.join(took(s) for s in switches)}; "
                  f"after the alias changed: {', '.join(took(e['switch_after_alias_s']) for e in r['events'])})")
     return lines
 
 
-def client_note(results: dict) -> str:
-    shares = [s["client_cpu_share"] for r in results.values() for s in r.values() if isinstance(s, dict)
-              and "client_cpu_share" in s]
-    return (f"note: the load generator (aiohttp, one Python process) shares the {os.cpu_count()} cores with the "
-            f"server; it used {min(shares):.2f}–{max(shares):.2f} of one core in these runs (client CPU column). "
-            "A server faster than the client can drive shows the client's limit, not its own.") if shares else ""
+def client_note(results: dict, rollback: dict | None) -> str:
+    runs = [s for r in results.values() for s in r.values()] + ([rollback] if rollback else [])
+    if not runs:
+        return ""
+    shares = [s["client_cpu_share"] for s in runs]
+    note = (f"note: the load generator (aiohttp on uvloop, one Python process) shares the {os.cpu_count()} cores "
+            f"with the server; it used {min(shares):.2f}–{max(shares):.2f} of one core in these runs.")
+    others = max(s["other_cpu_share"] for s in runs)
+    if others > 0.25:
+        note += (f"\nwarning: other processes used up to {others:.2f} cores during the measurements (the 'others' "
+                 "column): the machine was not quiet, and every number here is worse than the server's own. "
+                 "Run again when it is.")
+    if FLOOR in results:
+        floor = results[FLOOR]["closed"]
+        note += (f" Against the no-model app it drove {floor['throughput_rps']:.0f} req/s (p99 "
+                 f"{floor['p99_ms']:.1f} ms) with {CONNECTIONS} connections: a server measured near that is "
+                 "limited by the client and the machine, not by itself.")
+    return note
 
 
 # --- the driver ---------------------------------------------------------------------------------------------------
@@ -629,6 +675,14 @@ def main(argv: list[str] | None = None) -> int:
         results: dict[str, dict] = {}
         check_body = invocation_body(rows[:200], names)
         reference: list | None = None
+
+        log(f"{FLOOR}: starting …")
+        floor = start_floor(workdir)
+        try:
+            floor.wait_ready()
+            results[FLOOR] = bench_server(floor, bodies, seconds, warmup_s)
+        finally:
+            floor.stop()
 
         log(f"{BASELINE}: starting …")
         mlflow = start_mlflow(home, model, workdir)
@@ -687,7 +741,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"(C) rollback under load: skipped ({out['skipped'].get(OURS) or out['skipped'].get('rollback')})")
         print()
-        print(client_note({**results, **({"C": {"C": ours_run}} if ours_run else {})}))
+        print(client_note(results, ours_run))
     finally:
         if args.keep:
             print(f"kept: home {home}, server logs in {workdir}")
