@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import json
 import logging
 import os
 import time
@@ -99,7 +100,11 @@ def create_app(service: PredictionService, *, token: str | None = None) -> Starl
             raise InputError("empty request body: send a JSON object")
         try:
             return orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
+        except orjson.JSONDecodeError:
+            pass
+        try:  # the slow path: MLflow's own client writes NaN for missing values, which orjson rejects
+            return json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise InputError(f"malformed JSON: {exc}") from None
 
     def checked_rows(records: list[Any], fmt: str) -> tuple[list[dict], list[str | None]]:

@@ -323,3 +323,55 @@ def test_shadow_scores_every_request_but_only_the_champion_answers(served, home,
     shadow = logged[logged["variant"] == "shadow"]
     assert set(shadow["prediction_id"]) == {p["prediction_id"] for p in out}  # paired with the answers
     assert set(shadow["model_version"]) == {challenger}
+
+
+# -- the MLflow client contract ----------------------------------------------------------------------------
+def test_mlflow_clients_get_the_same_predictions_as_from_mlflow_models_serve(served, home, tmp_path):
+    """Requests built as MLflow's docs show (curl bodies in the four formats) and MLflow's own Python
+    scoring client, sent to `mlflow models serve` and to our service for the same version."""
+    import subprocess
+    import sys
+
+    import pandas as pd
+    from mlflow.pyfunc.scoring_server.client import ScoringServerClient
+
+    from ml_platform_tests.serving_support import free_port
+
+    rows = feature_rows(home, 30)
+    columns = [c for c in rows[0] if c != "customer_id"]
+    frame = pd.DataFrame(rows)[columns]
+    docs_bodies = [
+        {"dataframe_split": frame.to_dict(orient="split", index=False)},
+        {"dataframe_records": frame.to_dict(orient="records")},
+        {"instances": frame.to_dict(orient="records")},
+        {"inputs": frame.to_dict(orient="list")},
+    ]
+    port = free_port()
+    import os
+
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow' / 'mlflow.db'}",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # it execs `uvicorn`
+    mlflow_log = tmp_path / "mlflow-serve.log"
+    with open(mlflow_log, "w") as log:
+        mlflow_server = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/churn@champion", "--env-manager",
+             "local", "-h", "127.0.0.1", "-p", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    try:
+        theirs = ScoringServerClient("127.0.0.1", port)
+        try:
+            theirs.wait_server_ready(timeout=120, scoring_server_proc=mlflow_server)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}:\n{mlflow_log.read_text()[-3000:]}") from None
+        with running_service(served["config"], home) as svc:
+            ours = ScoringServerClient("127.0.0.1", int(svc.url.rsplit(":", 1)[1]))
+            for body in docs_bodies:
+                expected = httpx.post(f"http://127.0.0.1:{port}/invocations", json=body, timeout=60)
+                got = svc.client.post("/invocations", json=body)
+                assert expected.status_code == got.status_code == 200, (expected.text, got.text)
+                assert got.json() == expected.json()
+            # MLflow's Python client (it sends dataframe_split and parses {"predictions": ...}).
+            assert ours.invoke(frame).get_predictions().equals(theirs.invoke(frame).get_predictions())
+    finally:
+        mlflow_server.terminate()
+        mlflow_server.wait(timeout=30)
