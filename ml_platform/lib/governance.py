@@ -50,6 +50,9 @@ def check_approval(*, tags: dict[str, str], approvers: list[str], current_eviden
     if tags.get("gate_decision") not in PASSED_GATE:
         return ApprovalVerdict(False, f"the version did not pass the gate (gate_decision: "
                                       f"{tags.get('gate_decision', 'not gated')})")
+    if tags.get("canary") == "rolled_back":
+        return ApprovalVerdict(False, "the version's canary was rolled back by its guardrails (tag canary_evidence "
+                                      "says why): it may not become champion")
     recorded = tags.get("evidence_sha256")
     if not recorded:
         return ApprovalVerdict(False, "no evidence was recorded at gate time (tag evidence_sha256 is missing)")
