@@ -612,16 +612,16 @@ def client_note(results: dict, rollback: dict | None) -> str:
     shares = [s["client_cpu_share"] for s in runs]
     note = (f"note: the load generator (aiohttp on uvloop, one Python process) shares the {os.cpu_count()} cores "
             f"with the server; it used {min(shares):.2f}–{max(shares):.2f} of one core in these runs.")
-    others = max(s["other_cpu_share"] for s in runs)
-    if others > 0.25:
-        note += (f"\nwarning: other processes used up to {others:.2f} cores during the measurements (the 'others' "
-                 "column): the machine was not quiet, and every number here is worse than the server's own. "
-                 "Run again when it is.")
     if FLOOR in results:
         floor = results[FLOOR]["closed"]
         note += (f" Against the no-model app it drove {floor['throughput_rps']:.0f} req/s (p99 "
                  f"{floor['p99_ms']:.1f} ms) with {CONNECTIONS} connections: a server measured near that is "
                  "limited by the client and the machine, not by itself.")
+    others = max(s["other_cpu_share"] for s in runs)
+    if others > 0.25:
+        note += (f"\nwarning: other processes used up to {others:.2f} cores during the measurements (the 'others' "
+                 "column): the machine was not quiet, and every number here is worse than the server's own. "
+                 "Run again when it is.")
     return note
 
 
