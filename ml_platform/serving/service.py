@@ -202,6 +202,7 @@ class PredictionService:
         latency_ms = (time.perf_counter() - started) * 1000
         self.metrics.model_latency.labels(SHADOW).observe(latency_ms / 1000)
         self.metrics.predictions.labels(SHADOW, challenger.version).inc(len(rows))
+        self.traffic.observe_shadow(ids, scores)
         # Same prediction ids as the champion's answers: the log pairs them for comparison.
         self.prediction_log.append(prediction_ids=ids, entity_ids=entities, model_name=challenger.name,
                                    model_version=challenger.version, variant=SHADOW, scores=scores,

@@ -41,6 +41,7 @@ class TrafficController:
         self.windows = {CHAMPION: VariantWindow(), CHALLENGER: VariantWindow()}
         self.last_judged = 0.0
         self.last_evidence: dict = {}
+        self.shadow_rows, self.shadow_abs_diff, self.shadow_max_diff = 0, 0.0, 0.0
 
     # -- the challenger came or went (called by the model watcher) ---------------------------------
     def challenger_changed(self, challenger: Any | None) -> None:
@@ -90,6 +91,18 @@ class TrafficController:
                 self._predictions.popitem(last=False)
         self._maybe_judge()
 
+    def observe_shadow(self, prediction_ids: list[str], scores: Any) -> None:
+        """Compare the shadow's scores with the champion's answers to the same requests."""
+        with self._lock:
+            for pid, score in zip(prediction_ids, scores, strict=True):
+                answered = self._predictions.get(pid)
+                if answered is None:
+                    continue
+                diff = abs(float(score) - answered[1])
+                self.shadow_rows += 1
+                self.shadow_abs_diff += diff
+                self.shadow_max_diff = max(self.shadow_max_diff, diff)
+
     def add_labels(self, labels: dict[str, int]) -> int:
         """Late labels (1 = positive) by prediction id; returns how many matched a remembered prediction."""
         matched = 0
@@ -132,4 +145,7 @@ class TrafficController:
         return {"mode": self.config.mode, "status": self.status, "challenger_version": self.version,
                 "share_percent": self.share, "steps": list(self.config.steps), "step": self.step,
                 "reasons": list(self.reasons), "evidence": dict(self.last_evidence),
-                "guardrails": self.rails.model_dump()}
+                "guardrails": self.rails.model_dump(),
+                "shadow": {"rows_compared": self.shadow_rows,
+                           "mean_abs_score_diff": self.shadow_abs_diff / self.shadow_rows if self.shadow_rows else None,
+                           "max_abs_score_diff": self.shadow_max_diff}}

@@ -317,7 +317,9 @@ def test_shadow_scores_every_request_but_only_the_champion_answers(served, home,
         out = []
         for start in range(0, 40, 4):
             out += svc.client.post("/predict", json={"records": rows[start:start + 4]}).json()["predictions"]
-        assert svc.version()["canary"]["status"] == "shadow"
+        state = svc.wait_for(lambda: (c := svc.version()["canary"])["shadow"]["rows_compared"] == 40 and c,
+                             what="all 40 shadow scores compared")
+    assert state["status"] == "shadow" and 0 < state["shadow"]["mean_abs_score_diff"] < 0.5
     assert {(p["variant"], p["model_version"]) for p in out} == {("champion", "1")}
     logged = Warehouse().query(f"select * from {PREDICTION_LOG_TABLE}")
     shadow = logged[logged["variant"] == "shadow"]
