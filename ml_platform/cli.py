@@ -293,7 +293,8 @@ def _demo(args, config) -> int:
     return run_demo(batches=args.batches, as_json=args.json)
 
 
-READ_ONLY = {"status", "history", "inventory"}  # no estimator import needed: start faster
+# No estimator import needed (it costs seconds of sklearn import): these never build a model.
+READ_ONLY = {"status", "history", "inventory", "rollback", "serve"}
 def _serve(args, config) -> int:
     from ml_platform.serving.app import serve
 

@@ -6,6 +6,7 @@ mlflow is imported inside the methods: this module is loaded with the Dagster de
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,13 @@ from ml_platform import settings
 
 CHAMPION = "champion"      # the live version
 CHALLENGER = "challenger"  # a version that passed the gate and awaits sign-off (risk tier medium and up)
+
+
+@functools.cache
+def _shared_client(uri: str) -> Any:
+    import mlflow
+
+    return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 class RegistryError(LookupError):
@@ -146,6 +154,17 @@ class ModelRegistry(dg.ConfigurableResource):
             return str(self.client().get_model_version_by_alias(model_name, alias).version)
         except MlflowException:
             return None
+
+    def aliases(self, model_name: str) -> dict[str, str]:
+        """Every alias of the model with its version, in one registry call ({} if not registered).
+        The serving process calls this several times a second, so the client is reused."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            model = _shared_client(self._uri()).get_registered_model(model_name)
+        except MlflowException:
+            return {}
+        return {alias: str(version) for alias, version in model.aliases.items()}
 
     def set_alias(self, model_name: str, alias: str, version: str) -> None:
         """Only Governance moves `champion` (under its lock); other aliases may be set directly."""

@@ -2,8 +2,8 @@
 
 A background thread polls `champion` and `challenger`. A new version is loaded in that thread, then
 swapped in by one reference assignment, so requests never wait for a load and never see a half-loaded
-model. Loaded versions stay cached (the last known-good champion included), so a rollback to the
-previous version is served as soon as the alias move is seen.
+model. Loaded versions stay cached, and `previous_champion` (the last known-good version) is loaded
+before it is needed, so a rollback is served as soon as the alias move is seen.
 """
 
 from __future__ import annotations
@@ -76,9 +76,12 @@ class ModelWatcher:
 
     def __init__(self, registry: Any, config: Any, *, poll_seconds: float,
                  on_change: Callable[[str, LoadedModel | None, LoadedModel | None], None] | None = None):
+        from ml_platform.resources.governance import PREVIOUS_CHAMPION
         from ml_platform.resources.registry import CHALLENGER, CHAMPION
 
         self._aliases = (CHAMPION, CHALLENGER)
+        self._previous_alias = PREVIOUS_CHAMPION
+        self.previous_version: str | None = None
         self.registry, self.config, self.poll_seconds = registry, config, poll_seconds
         self.on_change = on_change or (lambda alias, old, new: None)
         self.champion: LoadedModel | None = None
@@ -105,9 +108,10 @@ class ModelWatcher:
         self._thread.join(timeout=5)
 
     def refresh(self) -> None:
-        """One poll: look up both aliases and swap in what moved."""
+        """One poll (one registry call): look up the aliases and swap in what moved."""
+        aliases = self.registry.aliases(self.config.model.name)
         for alias in self._aliases:
-            version = self.registry.alias_version(self.config.model.name, alias)
+            version = aliases.get(alias)
             current = getattr(self, alias)
             if version == (current.version if current else None):
                 continue
@@ -117,6 +121,11 @@ class ModelWatcher:
             setattr(self, alias, new)  # the swap: one reference assignment
             log.warning("%s: %s → %s", alias, current.version if current else "none", version or "none")
             self.on_change(alias, current, new)
+        # The rollback target, loaded before it is needed (a rollback then swaps without a load).
+        previous = aliases.get(self._previous_alias)
+        if previous and previous not in self._cache:
+            self._get(previous)
+        self.previous_version = previous
         self.last_poll, self.last_error = time.time(), None
 
     def _get(self, version: str) -> LoadedModel | None:
@@ -133,7 +142,7 @@ class ModelWatcher:
                 log.error(self.last_error)
                 return None
         self._cache[version] = model  # most recently used last
-        keep = {m.version for m in (self.champion, self.challenger) if m} | {version}
+        keep = {m.version for m in (self.champion, self.challenger) if m} | {version, self.previous_version}
         while len(self._cache) > CACHED_VERSIONS:
             oldest = next(v for v in self._cache if v not in keep)
             del self._cache[oldest]

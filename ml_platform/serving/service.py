@@ -27,10 +27,14 @@ from ml_platform.serving.traffic import CHALLENGER, CHAMPION, SHADOW, TrafficCon
 log = logging.getLogger("ml_platform.serving")
 
 
-def _one_thread() -> None:
+def _model_thread_setup() -> None:
+    import sklearn
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)
+    # Rows reaching the model were checked against its signature already (types, nulls, finite numbers);
+    # sklearn's own re-checks are per-call overhead. sklearn's config is per thread: only this one.
+    sklearn.set_config(assume_finite=True, skip_parameter_validation=True)
 
 
 class NotReadyError(RuntimeError):
@@ -59,9 +63,10 @@ class PredictionService:
         self.online_store = online_store
         # One model thread, itself single-threaded: micro-batches are small, and OpenMP's thread team
         # (HistGradientBoosting) stalls for tens of ms per call on 2 busy cores. The limit is per thread.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model", initializer=_one_thread)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model", initializer=_model_thread_setup)
         self._pending: list[Job] = []
         self._wakeup: asyncio.Event | None = None
+        self._arrival: asyncio.Event | None = None
         self._worker: asyncio.Task | None = None
         self.started_at = time.time()
 
@@ -72,7 +77,8 @@ class PredictionService:
         self.prediction_log.start()
 
     async def start_batching(self) -> None:
-        self._wakeup = asyncio.Event()
+        self._wakeup = asyncio.Event()  # something is queued
+        self._arrival = asyncio.Event()  # a request arrived (while a batch is being gathered)
         self._worker = asyncio.create_task(self._batch_loop(), name="micro-batcher")
 
     async def stop(self) -> None:
@@ -96,16 +102,28 @@ class PredictionService:
         job = Job(rows, entity_ids, asyncio.get_running_loop().create_future())
         self._pending.append(job)
         self._wakeup.set()
+        self._arrival.set()
         return await job.future
 
     async def _batch_loop(self) -> None:
         loop = asyncio.get_running_loop()
         window = self.settings.batch_window_ms / 1000
         max_rows = self.settings.max_batch_rows
+        last_batch_rows = 1
         while True:
             await self._wakeup.wait()
-            if window and sum(len(j.rows) for j in self._pending) < max_rows:
-                await asyncio.sleep(window)  # let concurrent requests join this model call
+            # Wait (at most the window) only for as many rows as the last call had: under concurrent load
+            # their senders are about to send again; a lone request at low load goes at once.
+            deadline = loop.time() + window
+            while sum(len(j.rows) for j in self._pending) < min(max_rows, last_batch_rows):
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                self._arrival.clear()
+                try:
+                    await asyncio.wait_for(self._arrival.wait(), remaining)
+                except TimeoutError:
+                    break
             batch, taken = [], 0
             while self._pending and (not batch or taken + len(self._pending[0].rows) <= max_rows):
                 job = self._pending.pop(0)
@@ -113,6 +131,7 @@ class PredictionService:
                 taken += len(job.rows)
             if not self._pending:
                 self._wakeup.clear()
+            last_batch_rows = max(taken, 1)
             try:
                 shadow = await loop.run_in_executor(self._executor, self._score_batch, batch)
             except Exception as exc:
