@@ -38,3 +38,45 @@ def test_a_model_version_lineage_is_recorded_once(tmp_path):
     with pytest.raises(Exception, match="(?i)constraint"):
         warehouse.record_model_version({**record, "run_id": "other"})
     assert warehouse.query("select run_id from registry.model_versions")["run_id"].tolist() == ["r"]
+
+
+def test_a_query_read_in_chunks_gives_the_frames_a_whole_query_gives(tmp_path):
+    warehouse = Warehouse(path=str(tmp_path / "w.duckdb"))
+    with warehouse.connect() as con:
+        # Arrow's pandas conversion differs from DuckDB's for nulls, dates and decimals; iter_query matches DuckDB's.
+        con.execute("""create table t as select range::integer as i,
+                       case when range % 3 = 0 then null else range end as nullable_int,
+                       range % 2 = 0 as flag, case when range % 5 = 0 then null else range % 2 = 0 end as nullable_flag,
+                       date '2026-01-01' + range::integer as day, (range / 7)::decimal(10, 2) as amount,
+                       case when range % 4 = 0 then null else 'c' || range end as name, range * 0.5 as x,
+                       range::float as x32, range::hugeint as big, timestamp '2026-01-01' + to_seconds(range) as at,
+                       '2026-01-01 10:00:00'::timestamp_s as at_s, '2026-01-01 10:00:00.1'::timestamp_ns as at_ns
+                       from range(1000)""")
+        # A type Arrow converts differently (an interval) is read through DuckDB's own conversion.
+        con.execute("create table u as select range as i, interval 1 day * range as wait from range(5000)")
+    for table, rows in (("t", 300), ("u", 2048)):
+        chunks = list(warehouse.iter_query(f"select * from {table} where i >= ?", [0], chunk_rows=rows))
+        assert [len(c) for c in chunks[:-1]] == [rows] * (len(chunks) - 1)
+        whole = warehouse.query(f"select * from {table}")
+        pd.testing.assert_frame_equal(pd.concat(chunks, ignore_index=True), whole)
+
+
+def test_predictions_are_written_while_their_features_are_read(tmp_path):
+    warehouse = Warehouse(path=str(tmp_path / "w.duckdb"))
+    with warehouse.connect() as con:
+        con.execute("create table f as select 'c' || range as id, range * 0.001 as s from range(2500)")
+    chunks = warehouse.iter_query("select id, s from f", chunk_rows=1000)
+    written = warehouse.write_predictions(predictions(c["id"], c["s"]) for c in chunks)
+    assert written == 2500
+
+
+def test_a_batch_of_predictions_is_stored_whole_or_not_at_all(tmp_path):
+    warehouse = Warehouse(path=str(tmp_path / "w.duckdb"))
+
+    def failing():
+        yield predictions(["a", "b"], 0.1)
+        raise RuntimeError("scoring failed")
+
+    with pytest.raises(RuntimeError, match="scoring failed"):
+        warehouse.write_predictions(failing())
+    assert warehouse.query("select count(*) as n from serving.batch_predictions")["n"].tolist() == [0]
