@@ -45,7 +45,7 @@ def model_inputs(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise KeyError(f"model input columns missing from the data: {missing}")
-    X = frame[columns].copy()
+    X = frame.reindex(columns=columns)  # one copy (frame[columns].copy() made two)
     for col in X.columns:
         if X[col].dtype == bool or str(X[col].dtype) == "boolean":
             X[col] = X[col].astype("float64")

@@ -1,15 +1,11 @@
 """Batch scoring: the newest batch, scored by the champion (`models:/<name>@champion`)."""
 
-from datetime import UTC, datetime
-
 import dagster as dg
-import numpy as np
-import pandas as pd
 
 from ml_platform.defs.features import (
     assets as features,  # the module, so the loader finds feature_models once
 )
-from ml_platform.lib.modeling import model_inputs, positive_scores
+from ml_platform.lib.scoring import features_query, score_chunks
 from ml_platform.resources import ModelRegistry, ProjectResource, Warehouse
 from ml_platform.resources.warehouse import PREDICTIONS_TABLE
 
@@ -33,39 +29,33 @@ def batch_predictions(context: dg.AssetExecutionContext, project: ProjectResourc
                             f"{champion_model['challenger_version']} is {champion_model['decision']})")
         return
     model = registry.mlflow().sklearn.load_model(f"models:/{cfg.model.name}@champion")
-    frame = warehouse.query(f"select * from features.{cfg.features.dbt_model} where snapshot_hash = ?",
-                            [raw_batch["sha256"]])
-    if frame.empty:
-        raise RuntimeError(f"batch {raw_batch['batch_id']} has no rows in features.{cfg.features.dbt_model}")
     columns = list(model.feature_names_in_)
     id_col = cfg.data.id_column
-    scored_at = datetime.now(UTC).replace(tzinfo=None)
-    prefix = f"{cfg.model.name}-v{version}-"
+    table = f"features.{cfg.features.dbt_model}"
+    # Read chunk by chunk: memory holds one chunk, whatever the size of the batch.
+    chunks = warehouse.iter_query(features_query(table, columns=columns, id_column=id_col), [raw_batch["sha256"]],
+                                  chunk_rows=CHUNK_ROWS)
+    scored = 0
 
-    def scored_chunks():
-        for start in range(0, len(frame), CHUNK_ROWS):
-            chunk = frame.iloc[start:start + CHUNK_ROWS]
-            entity = chunk[id_col].astype(str) if id_col else pd.Series(chunk.index.astype(str), index=chunk.index)
-            # Deterministic ids: the same entity, batch and version always get the same prediction id.
-            key = pd.util.hash_pandas_object(entity + f"|{raw_batch['sha256']}", index=False).to_numpy()
-            yield pd.DataFrame({
-                "prediction_id": np.char.add(prefix, np.char.zfill(np.char.mod("%x", key), 16)),
-                "entity_id": entity.to_numpy(),
-                "model_name": cfg.model.name,
-                "model_version": str(version),
-                "snapshot_hash": raw_batch["sha256"],
-                "score": positive_scores(model, model_inputs(chunk, columns), cfg.data.positive_label),
-                "scored_at": scored_at,
-            })
+    def counted(frames):
+        nonlocal scored
+        for frame in frames:
+            scored += len(frame)
+            yield frame
 
-    written = warehouse.write_predictions(scored_chunks())
+    written = warehouse.write_predictions(counted(score_chunks(
+        model, chunks, columns=columns, positive_label=cfg.data.positive_label, id_column=id_col,
+        model_name=cfg.model.name, model_version=str(version), snapshot_hash=raw_batch["sha256"],
+    )))
+    if not scored:
+        raise RuntimeError(f"batch {raw_batch['batch_id']} has no rows in {table}")
     context.add_output_metadata({
         "model_version": str(version),
         "batch_id": raw_batch["batch_id"],
-        "rows_scored": len(frame),
+        "rows_scored": scored,
         "rows_written": written,
         "table": PREDICTIONS_TABLE,
-        "dagster/row_count": len(frame),
+        "dagster/row_count": scored,
     })
-    yield dg.Output({"model_version": str(version), "rows": len(frame), "written": written,
+    yield dg.Output({"model_version": str(version), "rows": scored, "written": written,
                      "batch_id": raw_batch["batch_id"]})
