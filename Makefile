@@ -49,6 +49,7 @@ lint: setup
 
 bench: setup
 	$(BIN)/python bench/lifecycle.py
+	$(BIN)/python bench/batch_scoring.py
 
 .PHONY: bench-serving
 bench-serving: setup
