@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -34,6 +34,7 @@ class LoadedModel:
     schema: RequestSchema
     positive_index: int
     tags: dict[str, str]
+    fast: Any = None  # CompiledPreprocessing when it reproduced the pipeline exactly (fastpath.py)
 
     def frame(self, rows: list[dict]) -> pd.DataFrame:
         """Checked rows → the model's input frame (one typed array per column; no per-cell pandas work)."""
@@ -48,7 +49,10 @@ class LoadedModel:
 
     def predict(self, rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
         """(positive-class scores, predicted labels). Labels are the argmax class, as `predict` returns."""
-        proba = self.pipeline.predict_proba(self.frame(rows))
+        if self.fast is not None:
+            proba = self.pipeline.steps[-1][1].predict_proba(self.fast.transform(rows))
+        else:
+            proba = self.pipeline.predict_proba(self.frame(rows))
         classes = self.pipeline.classes_
         return proba[:, self.positive_index], classes[np.argmax(proba, axis=1)]
 
@@ -67,8 +71,29 @@ def load_version(registry: Any, config: Any, version: str) -> LoadedModel:
     if config.data.positive_label not in classes:
         raise ValueError(f"{uri}: positive label {config.data.positive_label!r} is not among classes {classes}")
     tags = registry.version(config.model.name, version).tags
-    return LoadedModel(config.model.name, str(version), pipeline, RequestSchema.build(inputs, config),
-                       classes.index(config.data.positive_label), dict(tags))
+    model = LoadedModel(config.model.name, str(version), pipeline, RequestSchema.build(inputs, config),
+                        classes.index(config.data.positive_label), dict(tags))
+    return replace(model, fast=_verified_fast_path(model))
+
+
+def _verified_fast_path(model: LoadedModel) -> Any:
+    """The NumPy preprocessing, if it gives exactly the pipeline's own output on probe rows; else None."""
+    from ml_platform.serving.fastpath import compile_preprocessing, probe_rows
+
+    compiled = compile_preprocessing(model.pipeline)
+    if compiled is None:
+        return None
+    rows = probe_rows(model.schema)
+    try:
+        expected = np.asarray(model.pipeline[:-1].transform(model.frame(rows)), dtype=float)
+        same = np.array_equal(compiled.transform(rows), expected, equal_nan=True)
+    except Exception as exc:
+        log.warning("version %s: fast preprocessing not used (%s)", model.version, exc)
+        return None
+    if not same:
+        log.warning("version %s: fast preprocessing differs from the pipeline on probe rows; not used", model.version)
+        return None
+    return compiled
 
 
 class ModelWatcher:
