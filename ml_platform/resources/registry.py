@@ -166,6 +166,22 @@ class ModelRegistry(dg.ConfigurableResource):
             return {}
         return {alias: str(version) for alias, version in model.aliases.items()}
 
+    def store_fingerprint(self) -> tuple | None:
+        """A cheap token that changes whenever the SQLite store is written (None for a server store:
+        there, every poll asks the registry). Lets a poller skip the ~10 ms query when nothing changed."""
+        uri = self._uri()
+        if not uri.startswith("sqlite:///"):
+            return None
+        database = Path(uri.removeprefix("sqlite:///"))
+        stats = []
+        for path in (database, database.with_name(database.name + "-wal")):
+            try:
+                st = path.stat()
+                stats.append((st.st_mtime_ns, st.st_size))
+            except FileNotFoundError:
+                stats.append(None)
+        return tuple(stats)
+
     def set_alias(self, model_name: str, alias: str, version: str) -> None:
         """Only Governance moves `champion` (under its lock); other aliases may be set directly."""
         self.client().set_registered_model_alias(model_name, alias, str(version))

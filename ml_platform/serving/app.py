@@ -18,6 +18,7 @@ import hmac
 import json
 import logging
 import os
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -219,6 +220,7 @@ def build_service(config: Any) -> PredictionService:
 def serve(config: Any, *, host: str = "127.0.0.1", port: int = 8080) -> None:
     import uvicorn
 
+    sys.setswitchinterval(0.001)  # background threads (log writer, alias watcher) yield the GIL to requests sooner
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(build_service(config))
     uvicorn.run(app, host=host, port=port, loop="uvloop", http="httptools", log_level="warning",

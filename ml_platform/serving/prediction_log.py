@@ -34,7 +34,18 @@ class PredictionLog:
         self.last_error: str | None = None
 
     def start(self) -> None:
+        """Create the table before the first request: the first flush then costs what the others do."""
+        with self.warehouse.connect() as con:
+            self._create_table(con)
         self._thread.start()
+
+    @staticmethod
+    def _create_table(con: Any) -> None:
+        con.execute("create schema if not exists serving")
+        con.execute(f"""create table if not exists {PREDICTION_LOG_TABLE} (
+            prediction_id varchar, logged_at timestamp, entity_id varchar, model_name varchar,
+            model_version varchar, variant varchar, score double, label varchar, latency_ms double,
+            features varchar)""")
 
     def append(self, *, prediction_ids: list[str], entity_ids: list[str | None], model_name: str,
                model_version: str, variant: str, scores: Any, labels: Any, latency_ms: float,
@@ -78,11 +89,7 @@ class PredictionLog:
         })
         try:
             with self.warehouse.connect() as con:
-                con.execute("create schema if not exists serving")
-                con.execute(f"""create table if not exists {PREDICTION_LOG_TABLE} (
-                    prediction_id varchar, logged_at timestamp, entity_id varchar, model_name varchar,
-                    model_version varchar, variant varchar, score double, label varchar, latency_ms double,
-                    features varchar)""")
+                self._create_table(con)
                 con.register("incoming", frame)
                 con.execute(f"insert into {PREDICTION_LOG_TABLE} by name select * from incoming").fetchall()
                 con.unregister("incoming")

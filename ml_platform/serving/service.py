@@ -73,8 +73,11 @@ class PredictionService:
     # -- lifecycle ---------------------------------------------------------------------------------
     def start_background(self) -> None:
         """Load the models and start the watcher and the log writer (blocking; before serving)."""
+        import gc
+
         self.models.start()
         self.prediction_log.start()
+        gc.freeze()  # the loaded models and libraries never die: keep them out of every GC pass
 
     async def start_batching(self) -> None:
         self._wakeup = asyncio.Event()  # something is queued
