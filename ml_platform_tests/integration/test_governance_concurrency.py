@@ -7,6 +7,7 @@ from __future__ import annotations
 import multiprocessing
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -87,8 +88,10 @@ def test_concurrent_promotions_and_rollbacks_keep_one_champion_and_an_unbroken_a
     _register_versions(governance.registry)
     governance.promote(MODEL, "1", actor="setup", reason="first champion", evidence={})
 
-    with multiprocessing.get_context("spawn").Pool(WORKERS) as pool:
-        outcomes = pool.map(_worker, [(i, store, artifacts, warehouse) for i in range(WORKERS)], chunksize=1)
+    # A ProcessPoolExecutor, not multiprocessing.Pool: Pool.terminate() can race its own worker
+    # respawning and wait forever on a worker that is still starting (it hung a CI run once).
+    with ProcessPoolExecutor(WORKERS, mp_context=multiprocessing.get_context("spawn")) as pool:
+        outcomes = list(pool.map(_worker, [(i, store, artifacts, warehouse) for i in range(WORKERS)], timeout=300))
 
     assert len(outcomes) == WORKERS
     # Every attempt either changed the champion or was refused with a reason; none vanished.
