@@ -49,6 +49,18 @@ def home(served, tmp_path):
         yield copy
 
 
+@pytest.fixture(scope="module")
+def shared(served, tmp_path_factory):
+    """One service (with a bearer token) for the tests that only read: its home is never changed.
+    Rows are read before it starts: the service's log flushes take the warehouse's write lock."""
+    copy = tmp_path_factory.mktemp("shared") / "home"
+    shutil.copytree(served["home"], copy)
+    with platform_home(copy):
+        rows = feature_rows(copy, 50)
+        with running_service(served["config"], copy, token=TOKEN) as svc:
+            yield svc, rows
+
+
 def feature_rows(home: Path, n: int) -> list[dict]:
     con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
     try:
@@ -63,95 +75,109 @@ def serving_config(tmp_path: Path, serving: dict) -> Path:
 
 
 # -- endpoints and the client contract -------------------------------------------------------------
-def test_every_endpoint_answers(served, home, tmp_path):
-    rows = feature_rows(home, 5)
+def test_every_endpoint_answers(shared):
+    svc, rows = shared
+    rows = rows[:5]
     columns = [c for c in rows[0] if c != "customer_id"]
-    with running_service(served["config"], home, token=TOKEN) as svc:
-        c = svc.client
-        assert c.get("/health").json()["status"] == "ok"
-        assert c.get("/ready").json() == {"ready": True, "model": "churn", "champion_version": "1"}
-        info = svc.version()
-        assert info["champion"]["version"] == "1" and info["loaded_versions"] == ["1"]
-        assert info["canary"]["status"] == "off"
+    c = svc.client
+    before = c.get("/metrics").text
+    assert c.get("/health").json()["status"] == "ok"
+    assert c.get("/ready").json() == {"ready": True, "model": "churn", "champion_version": "1"}
+    info = svc.version()
+    assert info["champion"]["version"] == "1" and info["loaded_versions"] == ["1"]
+    assert info["canary"]["status"] == "off"
 
-        out = c.post("/predict", json={"records": rows}).json()["predictions"]
-        assert [p["entity_id"] for p in out] == [r["customer_id"] for r in rows]
-        assert {(p["model_version"], p["variant"]) for p in out} == {("1", "champion")}
-        assert len({p["prediction_id"] for p in out}) == 5
-        assert all(0 <= p["score"] <= 1 and p["label"] in (0, 1) for p in out)
+    out = c.post("/predict", json={"records": rows}).json()["predictions"]
+    assert [p["entity_id"] for p in out] == [r["customer_id"] for r in rows]
+    assert {(p["model_version"], p["variant"]) for p in out} == {("1", "champion")}
+    assert len({p["prediction_id"] for p in out}) == 5
+    assert all(0 <= p["score"] <= 1 and p["label"] in (0, 1) for p in out)
 
-        # The four MLflow request formats give the same answer: the labels, as `mlflow models serve` does.
-        split = {"dataframe_split": {"columns": columns, "data": [[r[k] for k in columns] for r in rows]}}
-        formats = [split, {"dataframe_records": rows}, {"instances": rows}, {"inputs": rows},
-                   {"inputs": {k: [r[k] for r in rows] for k in columns}}]
-        answers = [c.post("/invocations", json=body).json() for body in formats]
-        assert all(a == {"predictions": [p["label"] for p in out]} for a in answers), answers
+    # The four MLflow request formats give the same answer: the labels, as `mlflow models serve` does.
+    split = {"dataframe_split": {"columns": columns, "data": [[r[k] for k in columns] for r in rows]}}
+    formats = [split, {"dataframe_records": rows}, {"instances": rows}, {"inputs": rows},
+               {"inputs": {k: [r[k] for r in rows] for k in columns}}]
+    answers = [c.post("/invocations", json=body).json() for body in formats]
+    assert all(a == {"predictions": [p["label"] for p in out]} for a in answers), answers
 
-        metrics = c.get("/metrics").text
-        assert 'ml_platform_requests_total{endpoint="invocations",status="200"} 5.0' in metrics
-        assert 'ml_platform_predictions_total{model_version="1",variant="champion"} 30.0' in metrics
-        assert "ml_platform_request_latency_seconds_bucket" in metrics
-        assert 'ml_platform_model_version{alias="champion"} 1.0' in metrics
+    metrics = c.get("/metrics").text
+    invocations_ok = 'ml_platform_requests_total{endpoint="invocations",status="200"}'
+    champion_rows = 'ml_platform_predictions_total{model_version="1",variant="champion"}'
+    assert _metric(metrics, invocations_ok) - _metric(before, invocations_ok) == 5
+    assert _metric(metrics, champion_rows) - _metric(before, champion_rows) == 30
+    assert "ml_platform_request_latency_seconds_bucket" in metrics
+    assert 'ml_platform_model_version{alias="champion"} 1.0' in metrics
 
-        # Bearer token: the scoring endpoints need it; probes do not.
-        bare = httpx.Client(base_url=svc.url)
-        assert bare.post("/predict", json={"records": rows}).status_code == 401
-        assert bare.get("/ready").status_code == 200
-        bare.close()
+    # Bearer token: the scoring endpoints need it; probes do not.
+    bare = httpx.Client(base_url=svc.url)
+    assert bare.post("/predict", json={"records": rows}).status_code == 401
+    assert bare.get("/ready").status_code == 200
+    bare.close()
 
 
-@pytest.mark.parametrize("change, status, message", [
-    (lambda r: r.pop("tenure_months"), 400, "record 0: missing column 'tenure_months'"),
-    (lambda r: r.update(tenure_months="ten"), 400, "column 'tenure_months': expected an integer, got 'ten'"),
-    (lambda r: r.update(contract="weekly"), 400, "column 'contract': unknown category 'weekly'"),
-    (lambda r: r.update(monthly_charges=None), 400, "column 'monthly_charges' may not be null"),
-    (lambda r: r.update(region=3), 400, "column 'region': expected a string, got 3"),
-])
-def test_a_bad_record_gets_a_400_naming_the_field(served, home, change, status, message):
-    rows = feature_rows(home, 2)
-    with running_service(served["config"], home) as svc:
-        change(rows[0])
-        response = svc.client.post("/invocations", json={"dataframe_records": rows})
-        assert response.status_code == status
+def _metric(text: str, series: str) -> float:
+    """The value of one Prometheus series in /metrics text (0 when it has no sample yet)."""
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+BAD_RECORDS = [
+    (lambda r: r.pop("tenure_months"), "record 0: missing column 'tenure_months'"),
+    (lambda r: r.update(tenure_months="ten"), "column 'tenure_months': expected an integer, got 'ten'"),
+    (lambda r: r.update(contract="weekly"), "column 'contract': unknown category 'weekly'"),
+    (lambda r: r.update(monthly_charges=None), "column 'monthly_charges' may not be null"),
+    (lambda r: r.update(region=3), "column 'region': expected a string, got 3"),
+]
+
+
+def test_a_bad_record_gets_a_400_naming_the_field(shared):
+    svc, rows = shared
+    for change, message in BAD_RECORDS:
+        bad = [dict(rows[0]), rows[1]]
+        change(bad[0])
+        response = svc.client.post("/invocations", json={"dataframe_records": bad})
+        assert response.status_code == 400, (message, response.text)
         assert response.json()["error_code"] == "BAD_REQUEST"
         assert message in response.json()["message"]
         # The service keeps serving.
-        assert svc.client.post("/invocations", json={"dataframe_records": rows[1:]}).status_code == 200
+        assert svc.client.post("/invocations", json={"dataframe_records": bad[1:]}).status_code == 200
 
 
-def test_malformed_bodies_get_4xx_and_the_service_keeps_serving(served, home, tmp_path):
-    rows = feature_rows(home, 1)
-    config = serving_config(tmp_path, {"max_body_bytes": 20_000})
-    with running_service(config, home) as svc:
-        c = svc.client
-        json_type = {"Content-Type": "application/json"}
-        cases = [
-            (c.post("/invocations", content=b"", headers=json_type), 400, "empty request body"),
-            (c.post("/invocations", content=b'{"dataframe_records": [', headers=json_type), 400, "malformed JSON"),
-            (c.post("/invocations", json={"rows": rows}), 400, "expected exactly one of the keys"),
-            (c.post("/invocations", json={"dataframe_records": []}), 400, "no rows to score"),
-            (c.post("/invocations", json={"dataframe_split": {"columns": ["a"], "data": [[1, 2]]}}), 400,
-             "data[0] must be a list of 1 values"),
-            (c.post("/invocations", content=json.dumps({"dataframe_records": rows}), headers={"Content-Type": "text/plain"}),
-             415, "content type must be application/json"),
-            (c.post("/invocations", json={"dataframe_records": rows * 200}), 413, "over the limit of 20000 bytes"),
-            (c.post("/predict", json={"entity_ids": ["no-such-customer"]}), 404, "no-such-customer"),
-        ]
-        for response, status, message in cases:
-            assert response.status_code == status, (message, response.text)
-            assert message in response.json()["message"], response.text
-        assert c.post("/invocations", json={"dataframe_records": rows}).status_code == 200
-        assert c.get("/ready").status_code == 200
+def test_malformed_bodies_get_4xx_and_the_service_keeps_serving(shared):
+    svc, rows = shared
+    rows = rows[:1]
+    c = svc.client
+    json_type = {"Content-Type": "application/json"}
+    too_big = b'{"dataframe_records": [' + b" " * 1_048_576 + b"]}"  # over the default 1 MiB limit
+    cases = [
+        (c.post("/invocations", content=b"", headers=json_type), 400, "empty request body"),
+        (c.post("/invocations", content=b'{"dataframe_records": [', headers=json_type), 400, "malformed JSON"),
+        (c.post("/invocations", json={"rows": rows}), 400, "expected exactly one of the keys"),
+        (c.post("/invocations", json={"dataframe_records": []}), 400, "no rows to score"),
+        (c.post("/invocations", json={"dataframe_split": {"columns": ["a"], "data": [[1, 2]]}}), 400,
+         "data[0] must be a list of 1 values"),
+        (c.post("/invocations", content=json.dumps({"dataframe_records": rows}), headers={"Content-Type": "text/plain"}),
+         415, "content type must be application/json"),
+        (c.post("/invocations", content=too_big, headers=json_type), 413, "over the limit of 1048576 bytes"),
+        (c.post("/predict", json={"entity_ids": ["no-such-customer"]}), 404, "no-such-customer"),
+    ]
+    for response, status, message in cases:
+        assert response.status_code == status, (message, response.text)
+        assert message in response.json()["message"], response.text
+    assert c.post("/invocations", json={"dataframe_records": rows}).status_code == 200
+    assert c.get("/ready").status_code == 200
 
 
 # -- online features ---------------------------------------------------------------------------------
-def test_online_features_serve_the_offline_row(served, home):
+def test_online_features_serve_the_offline_row(shared):
     """A request with only the entity id scores exactly what the offline feature row scores."""
-    rows = feature_rows(home, 20)
-    with running_service(served["config"], home) as svc:
-        by_id = svc.client.post("/predict", json={"entity_ids": [r["customer_id"] for r in rows]}).json()
-        by_row = svc.client.post("/predict", json={"records": rows}).json()
-        record_form = svc.client.post("/predict", json={"records": [{"customer_id": rows[0]["customer_id"]}]}).json()
+    svc, rows = shared
+    rows = rows[:20]
+    by_id = svc.client.post("/predict", json={"entity_ids": [r["customer_id"] for r in rows]}).json()
+    by_row = svc.client.post("/predict", json={"records": rows}).json()
+    record_form = svc.client.post("/predict", json={"records": [{"customer_id": rows[0]["customer_id"]}]}).json()
     assert [p["score"] for p in by_id["predictions"]] == [p["score"] for p in by_row["predictions"]]
     assert [p["entity_id"] for p in by_id["predictions"]] == [r["customer_id"] for r in rows]
     assert record_form["predictions"][0]["score"] == by_row["predictions"][0]["score"]
@@ -355,9 +381,10 @@ def test_mlflow_clients_get_the_same_predictions_as_from_mlflow_models_serve(ser
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # it execs `uvicorn`
     mlflow_log = tmp_path / "mlflow-serve.log"
     with open(mlflow_log, "w") as log:
-        mlflow_server = subprocess.Popen(
+        mlflow_server = subprocess.Popen(  # its own process group: it runs uvicorn as a child
             [sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/churn@champion", "--env-manager",
              "local", "-h", "127.0.0.1", "-p", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
         theirs = ScoringServerClient("127.0.0.1", port)
@@ -375,5 +402,11 @@ def test_mlflow_clients_get_the_same_predictions_as_from_mlflow_models_serve(ser
             # MLflow's Python client (it sends dataframe_split and parses {"predictions": ...}).
             assert ours.invoke(frame).get_predictions().equals(theirs.invoke(frame).get_predictions())
     finally:
-        mlflow_server.terminate()
-        mlflow_server.wait(timeout=30)
+        import signal
+
+        os.killpg(mlflow_server.pid, signal.SIGTERM)
+        try:
+            mlflow_server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(mlflow_server.pid, signal.SIGKILL)
+            mlflow_server.wait()
