@@ -44,7 +44,7 @@ class LoadedModel:
             dtype = _DTYPES[col.kind]
             if col.nullable and col.kind in ("integer", "boolean"):
                 dtype = "float64"  # None → NaN, as pandas reads a nullable column from the warehouse
-            data[col.name] = np.array(values, dtype=dtype) if dtype is not object else np.array(values, dtype=object)
+            data[col.name] = np.array(values, dtype=dtype)
         return pd.DataFrame(data, columns=self.schema.names)
 
     def predict(self, rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:

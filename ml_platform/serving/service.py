@@ -86,7 +86,7 @@ class PredictionService:
 
     async def stop(self) -> None:
         if self._worker:
-            while self._pending:  # answer what is queued before going down
+            while self._pending and not self._worker.done():  # answer what is queued before going down
                 await asyncio.sleep(0.01)
             self._worker.cancel()
         self.models.stop()
