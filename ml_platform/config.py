@@ -171,10 +171,76 @@ class GateSection(_Strict):
     max_fairness_gap: float = Field(0.2, gt=0, le=1)
 
 
+DriftMethod = Literal["auto", "wasserstein", "jensenshannon", "psi", "ks", "chisquare"]
+
+
+class FeatureDriftRule(_Strict):
+    """A per-feature override of the drift test or its threshold."""
+
+    method: DriftMethod | None = Field(None, description="Default: drift.method.")
+    threshold: float | None = Field(None, gt=0, description="Default: drift.threshold, else the method's own.")
+
+
 class DriftSection(_Strict):
     drifted_share_threshold: float = Field(0.3, gt=0, le=1, description="Dataset drift when this share of columns drift.")
-    sample_rows: int = Field(20000, gt=100, description="Seeded sample size per side for the drift report.")
-    max_retrainings_per_day: int = Field(3, ge=0, description="Cap on drift-triggered retrainings in 24 h.")
+    method: DriftMethod = Field(
+        "auto", description="auto: Evidently's choice per column type and size; or one test for every column."
+    )
+    threshold: float | None = Field(None, gt=0, description="Drift threshold for every column (default: the method's).")
+    features: dict[str, FeatureDriftRule] = Field({}, description="Per-feature method/threshold overrides.")
+    sample_rows: int = Field(20000, gt=100, description="Rows per side in the HTML report (decisions use every row).")
+    prediction_psi_threshold: float = Field(
+        0.2, gt=0, description="Prediction drift: PSI of the batch's scores against the champion's holdout scores."
+    )
+
+
+class PerformanceSection(_Strict):
+    """Live performance from late labels, and the SLO whose sustained breach starts a retraining."""
+
+    metric: Literal["roc_auc", "f1", "accuracy"] = "roc_auc"
+    floor: float = Field(0.7, ge=0, le=1, description="The SLO: the rolling live metric must stay at or above this.")
+    window_days: int = Field(3, ge=1, description="The live metric pools the labelled predictions of this many days.")
+    consecutive_days: int = Field(2, ge=1, description="A breach is sustained after this many days below the floor.")
+    min_labels: int = Field(50, ge=1, description="A window with fewer labelled predictions is not judged.")
+    labels_path: str | None = Field(
+        None, description="Folder where late label files land (default: <ML_PLATFORM_HOME>/landing/labels)."
+    )
+
+
+class FreshnessSection(_Strict):
+    """Freshness SLOs: the maximum age of each kind of data before it is stale."""
+
+    raw_batch_max_age_hours: float = Field(26, gt=0)
+    features_max_age_hours: float = Field(26, gt=0)
+    predictions_max_age_hours: float = Field(26, gt=0)
+
+
+class AutomationSection(_Strict):
+    daily_schedule: str = Field(
+        "0 6 * * *", description="Cron for ingestion -> validation -> features -> scoring -> monitoring."
+    )
+    timezone: str = "UTC"
+    max_retrainings_per_day: int = Field(
+        3, ge=0, description="Cap on automatic (drift and SLO) retrainings in any 24 h; 0 turns them off."
+    )
+
+    @field_validator("daily_schedule")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        if len(value.split()) != 5:
+            raise ValueError(f"'{value}' is not a 5-field cron expression like '0 6 * * *'")
+        return value
+
+
+class AlertsSection(_Strict):
+    group_minutes: float = Field(
+        60, ge=0, description="Repeats of the same alert within this window are grouped, not sent again."
+    )
+    attempts: int = Field(3, ge=1, description="Webhook delivery attempts (with backoff) before giving up.")
+    backoff_seconds: float = Field(0.5, ge=0, description="First retry delay; doubles each attempt.")
+    runbook_base_url: str | None = Field(
+        None, description="Where runbooks are linked from (default: the docs/operations folder of this project)."
+    )
 
 
 class CanaryGuardrails(_Strict):
@@ -223,6 +289,10 @@ class ProjectConfig(_Strict):
     training: TrainingSection
     gate: GateSection = GateSection()
     drift: DriftSection = DriftSection()
+    performance: PerformanceSection = PerformanceSection()
+    freshness: FreshnessSection = FreshnessSection()
+    automation: AutomationSection = AutomationSection()
+    alerts: AlertsSection = AlertsSection()
     governance: GovernanceSection = GovernanceSection()
     serving: ServingSection = ServingSection()
     # Where the config was read from; relative paths in it resolve against this folder.
@@ -234,6 +304,15 @@ class ProjectConfig(_Strict):
             raise ValueError(
                 f"governance.approvers: risk tier '{self.model.risk_tier}' needs at least one approver"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _drift_features_known(self) -> ProjectConfig:
+        for name in self.drift.features:
+            if name not in self.data.columns:
+                hint = difflib.get_close_matches(name, self.data.columns, n=1)
+                raise ValueError(f"drift.features: column '{name}' is not in data.columns"
+                                 + (f" (did you mean '{hint[0]}'?)" if hint else ""))
         return self
 
     @property

@@ -25,6 +25,9 @@ MODEL_VERSIONS_TABLE = "registry.model_versions"  # lineage of every registered 
 AUDIT_TABLE = "governance.audit_log"
 ALERTS_TABLE = "governance.alerts"
 PREDICTION_LOG_TABLE = "serving.prediction_log"  # every online prediction
+LABELS_TABLE = "monitoring.labels"  # late labels, one row per labelled prediction
+LIVE_PERFORMANCE_TABLE = "monitoring.live_performance"  # the live metric per day
+COST_TABLE = "monitoring.cost_metrics"  # cost drift: one row per day and metric
 
 
 def platform_home() -> Path:
@@ -38,6 +41,11 @@ def config_path() -> Path:
 def mlflow_ui_url() -> str:
     """Where people open the MLflow UI (`make ui` serves it here); used for links in Dagster metadata."""
     return os.environ.get("ML_PLATFORM_MLFLOW_UI_URL", "http://127.0.0.1:5000").rstrip("/")
+
+
+def dagster_ui_url() -> str:
+    """Where people open the Dagster UI (`make ui` serves it here); used for links in alerts."""
+    return os.environ.get("ML_PLATFORM_DAGSTER_UI_URL", "http://127.0.0.1:3000").rstrip("/")
 
 
 def dbt_executable() -> str:
@@ -84,6 +92,11 @@ class PlatformPaths:
     def online_store(self) -> Path:
         """SQLite file of the online feature table (one row per entity, for the serving process)."""
         return self.home / "online" / "features.sqlite"
+
+    @property
+    def label_landing(self) -> Path:
+        """Where late label files land (performance.labels_path overrides)."""
+        return self.home / "landing" / "labels"
 
     @property
     def quarantine(self) -> Path:

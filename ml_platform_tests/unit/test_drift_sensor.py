@@ -54,7 +54,7 @@ def test_one_retraining_per_drifted_report_across_repeated_ticks(tmp_path):
 
 
 def test_drift_retrainings_are_capped_per_day(tmp_path):
-    definitions = sensor_definitions(write_config(tmp_path, {"drift": {"max_retrainings_per_day": 1}}))
+    definitions = sensor_definitions(write_config(tmp_path, {"automation": {"max_retrainings_per_day": 1}}))
     with dg.instance_for_test() as instance:
         report(instance, drifted=True)
         [request], cursor = tick(instance, definitions, None)
@@ -65,4 +65,4 @@ def test_drift_retrainings_are_capped_per_day(tmp_path):
                                      resources=definitions.resources) as context:
             result = drift_sensor.evaluate_tick(context)
         assert not result.run_requests
-        assert "cap drift.max_retrainings_per_day = 1" in result.skip_message
+        assert "cap automation.max_retrainings_per_day = 1" in result.skip_message

@@ -20,6 +20,22 @@ retraining_job = dg.define_asset_job(
 )
 
 
+AUTOMATIC_TRIGGERS = ("drift", "performance")  # the ml_platform/trigger tag of automatic retrainings
+
+
+def retraining_cap_reached(instance: dg.DagsterInstance, cap: int) -> str | None:
+    """Why no automatic retraining may start now, or None. The cap counts every automatic retraining
+    (drift and SLO triggers together) of the last 24 h: it stops retraining storms, e.g. a broken
+    upstream feed drifting every hour."""
+    since = datetime.now(UTC) - timedelta(days=1)
+    recent = [run for trigger in AUTOMATIC_TRIGGERS for run in instance.get_runs(
+        filters=dg.RunsFilter(tags={"ml_platform/trigger": trigger}, created_after=since), limit=cap + 1)]
+    if len(recent) >= cap:
+        return (f"{len(recent)} automatic retrainings ran in the last 24 h "
+                f"(cap automation.max_retrainings_per_day = {cap}): not retraining again")
+    return None
+
+
 @dg.asset_sensor(asset_key=dg.AssetKey("drift_report"), job=retraining_job, minimum_interval_seconds=60,
                  default_status=dg.DefaultSensorStatus.RUNNING,
                  description="Requests one gated retraining per drift report that detected dataset drift.")
@@ -29,14 +45,9 @@ def drift_sensor(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEn
     drifted = getattr(metadata.get("dataset_drift"), "value", False)
     if not drifted:
         return dg.SkipReason(f"the drift report of run {asset_event.run_id or '-'} found no dataset drift")
-    # A cap stops retraining storms (e.g. a broken upstream feed drifting every hour).
-    cap = project.config().drift.max_retrainings_per_day
-    since = datetime.now(UTC) - timedelta(days=1)
-    recent = context.instance.get_runs(
-        filters=dg.RunsFilter(tags={"ml_platform/trigger": "drift"}, created_after=since), limit=cap + 1)
-    if len(recent) >= cap:
-        return dg.SkipReason(f"drift detected, but {len(recent)} drift retrainings ran in the last 24 h "
-                             f"(cap drift.max_retrainings_per_day = {cap}): not retraining again")
+    capped = retraining_cap_reached(context.instance, project.config().automation.max_retrainings_per_day)
+    if capped:
+        return dg.SkipReason(f"drift detected, but {capped}")
     share = getattr(metadata.get("drifted_share"), "value", None)
     features = getattr(metadata.get("drifted_features"), "value", "")
     report = f"{asset_event.run_id or 'runless'}-{asset_event.timestamp:.6f}"
