@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -76,23 +76,31 @@ def tree_digest(directory: Path) -> dict[str, str]:
 
 
 class WebhookReceiver:
-    """A real HTTP server on loopback that records the JSON bodies posted to it (the team's chat channel)."""
+    """A real HTTP server on loopback that records the JSON bodies posted to it (the team's chat channel).
 
-    def __init__(self) -> None:
+    It answers `statuses` in order, then `then` for every later post (default: always 200). `messages`
+    holds the bodies it accepted (2xx), as the channel shows them; `received` every post with its answer."""
+
+    def __init__(self, statuses: Sequence[int] = (), then: int = 200) -> None:
         import json
         import threading
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         self.messages: list[dict] = []
-        messages = self.messages
+        self.received: list[tuple[int, dict]] = []
+        messages, received, answers, lock = self.messages, self.received, list(statuses), threading.Lock()
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                messages.append(json.loads(body))
-                self.send_response(200)
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                with lock:
+                    status = answers.pop(0) if answers else then
+                    received.append((status, body))
+                    if 200 <= status < 300:
+                        messages.append(body)
+                self.send_response(status)
                 self.end_headers()
-                self.wfile.write(b"ok")
+                self.wfile.write(b"ok" if status < 300 else b"error")
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -105,6 +113,12 @@ class WebhookReceiver:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+    def __enter__(self) -> WebhookReceiver:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
 
 @pytest.fixture

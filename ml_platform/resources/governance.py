@@ -21,6 +21,7 @@ from typing import Any
 import dagster as dg
 
 from ml_platform.lib.governance import PASSED_GATE
+from ml_platform.resources.alerts import Alerts
 from ml_platform.resources.registry import CHAMPION, ModelRegistry
 from ml_platform.resources.warehouse import Warehouse
 from ml_platform.settings import AUDIT_TABLE
@@ -40,6 +41,7 @@ class ConcurrentChangeError(GovernanceError):
 class Governance(dg.ConfigurableResource):
     registry: ModelRegistry
     warehouse: Warehouse
+    alerts: Alerts | None = None  # every rollback is alerted when set
 
     # -- the lock ---------------------------------------------------------------------------
     @contextmanager
@@ -131,8 +133,10 @@ class Governance(dg.ConfigurableResource):
             self._move_champion(model_name, current, target, actor, reason)
             self.registry.tag_version(model_name, current, {"demoted_at": _now(), "demoted_by": actor,
                                                             "demotion_reason": reason})
-            return self._append(model_name, "rollback", target, current, target, actor, reason,
-                                {**evidence, "target_gate_decision": decision}, force)
+            record = self._append(model_name, "rollback", target, current, target, actor, reason,
+                                  {**evidence, "target_gate_decision": decision}, force)
+        self._alert_rollback(record, decision)  # after the lock: a slow webhook must not hold the champion
+        return record
 
     def record(self, model_name: str, action: str, *, version: str | None, actor: str, reason: str,
                evidence: dict[str, Any] | None = None) -> dict:
@@ -150,6 +154,20 @@ class Governance(dg.ConfigurableResource):
             record["recorded_at"] = str(record["recorded_at"])
             record["evidence"] = json.loads(record["evidence"] or "{}")
         return records
+
+    def _alert_rollback(self, record: dict, target_gate_decision: str) -> None:
+        if self.alerts is None:
+            return
+        name, demoted, champion = record["model_name"], record["from_version"], record["to_version"]
+        self.alerts.send(
+            "rollback", f"{name}: champion rolled back from v{demoted} to v{champion} by {record['actor']}",
+            {"reason": record["reason"], "champion now": f"v{champion} (gate decision: {target_gate_decision})",
+             "demoted": f"v{demoted} (now previous_champion: rolling back again returns to it)",
+             "forced": record["forced"], "audit record": f"#{record['seq']} in {AUDIT_TABLE}"},
+            severity="critical" if record["forced"] else "warning",
+            links={"mlflow_version": self.registry.version_ui_url(name, champion),
+                   "previous_version": self.registry.version_ui_url(name, demoted)},
+        )
 
     # -- internals (the caller holds the lock) -------------------------------------------------
     def _move_champion(self, model_name: str, current: str | None, target: str, actor: str, reason: str) -> None:

@@ -210,9 +210,10 @@ def build_service(config: Any) -> PredictionService:
     from ml_platform.serving.online_store import OnlineFeatureStore
 
     registry, warehouse = ModelRegistry(), Warehouse()
+    alerts = Alerts(warehouse=warehouse)
     return PredictionService(
         config, registry=registry, warehouse=warehouse,
-        governance=Governance(registry=registry, warehouse=warehouse), alerts=Alerts(warehouse=warehouse),
+        governance=Governance(registry=registry, warehouse=warehouse, alerts=alerts), alerts=alerts,
         online_store=OnlineFeatureStore(settings.platform_paths().online_store),
     )
 

@@ -6,6 +6,7 @@ allowlist, that the version passed the gate and that its evidence is unchanged, 
 (compare-and-set) or refuses: recorded on the version and in the audit log, and alerted.
 """
 
+import json
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,7 +16,7 @@ import dagster as dg
 from ml_platform.defs.registry.cards import publish_model_card
 from ml_platform.lib.governance import check_approval, evidence_fingerprint
 from ml_platform.resources import Governance, ModelRegistry, ProjectResource
-from ml_platform.resources.alerts import Alerts
+from ml_platform.resources.alerts import Alerts, dagster_run_url
 from ml_platform.resources.registry import CHALLENGER
 
 
@@ -48,7 +49,10 @@ def apply_approval(context: dg.OpExecutionContext, config: ApprovalRequest, proj
         governance.record(name, "approval_refused", version=version, actor=approver, reason=verdict.reason,
                           evidence=evidence)
         alerts.send("approval_refused", f"{name} v{version}: sign-off by {approver} refused",
-                    {"reason": verdict.reason, "version": registry.version_ui_url(name, version)})
+                    {"reason": verdict.reason, "approver": approver, "approvers allowed": cfg.governance.approvers,
+                     "gate decision": tags.get("gate_decision", "none"), "champion": "unchanged"},
+                    links={"dagster_run": dagster_run_url(context.run.run_id),
+                           "mlflow_version": registry.version_ui_url(name, version)})
         context.log.error(f"{name} v{version}: sign-off by {approver} refused: {verdict.reason}")
         publish_model_card(cfg, registry, version)
         return {"version": version, "promoted": False, "reason": verdict.reason}
@@ -58,8 +62,13 @@ def apply_approval(context: dg.OpExecutionContext, config: ApprovalRequest, proj
     if registry.alias_version(name, CHALLENGER) == version:
         registry.delete_alias(name, CHALLENGER)
     alerts.send("promotion", f"{name} v{version} is champion (approved by {approver})",
-                {"previous champion": record["from_version"] or "none",
-                 "version": registry.version_ui_url(name, version)}, severity="info")
+                {"approved by": approver, "previous champion": record["from_version"] or "none",
+                 "gate decision": tags.get("gate_decision"),
+                 "gate reasons": json.loads(tags.get("gate_reasons", "[]")),
+                 "risk tier": tags.get("risk_tier", cfg.model.risk_tier)},
+                severity="info",
+                links={"dagster_run": dagster_run_url(context.run.run_id),
+                       "mlflow_version": registry.version_ui_url(name, version)})
     publish_model_card(cfg, registry, version)
     return {"version": version, "promoted": True, "reason": verdict.reason, "previous": record["from_version"]}
 

@@ -11,13 +11,15 @@ from pathlib import Path
 
 import dagster as dg
 
+from ml_platform.config import ProjectConfig
 from ml_platform.defs.evaluation.assets import evaluate_on_holdout
 from ml_platform.defs.registry.cards import publish_model_card
-from ml_platform.lib.gate import decide_promotion
+from ml_platform.lib.gate import GateDecision, decide_promotion
 from ml_platform.lib.governance import evidence_fingerprint
 from ml_platform.lib.modeling import split_training_data
 from ml_platform.lib.snapshots import read_snapshot
 from ml_platform.resources import Governance, ModelRegistry, ProjectResource
+from ml_platform.resources.alerts import Alerts, dagster_run_url
 from ml_platform.resources.registry import CHALLENGER
 
 
@@ -30,7 +32,7 @@ from ml_platform.resources.registry import CHALLENGER
     "needs a sign-off in the MLflow UI. Every decision is recorded on the version and in the audit log.",
 )
 def champion_model(context: dg.AssetExecutionContext, project: ProjectResource, registry: ModelRegistry,
-                   governance: Governance, model_evaluation: dict) -> dict:
+                   governance: Governance, alerts: Alerts, model_evaluation: dict) -> dict:
     cfg = project.config()
     name, challenger = cfg.model.name, model_evaluation["version"]
     current = registry.champion_version(name)
@@ -81,6 +83,9 @@ def champion_model(context: dg.AssetExecutionContext, project: ProjectResource, 
         governance.promote(name, challenger, actor="promotion gate", reason="passed the gate", evidence=evidence,
                            expected_champion=current)
         champion = challenger
+    if outcome in ("rejected", "promoted"):
+        _alert_gate_outcome(alerts, outcome, cfg, registry, decision, model_evaluation, current,
+                            run_id=context.run.run_id)
 
     card_uri, card_markdown = publish_model_card(cfg, registry, challenger)
     context.add_output_metadata({
@@ -100,3 +105,27 @@ def champion_model(context: dg.AssetExecutionContext, project: ProjectResource, 
     return {"champion_version": champion, "previous_champion": current, "challenger_version": challenger,
             "decision": outcome, "reasons": decision.reasons, "metric": decision.metric,
             "challenger_value": decision.challenger_value, "champion_value": decision.champion_value}
+
+
+def _alert_gate_outcome(alerts: Alerts, outcome: str, cfg: ProjectConfig, registry: ModelRegistry,
+                        decision: GateDecision, model_evaluation: dict, current: str | None, *, run_id: str) -> None:
+    """A rejection (the champion stays) or a promotion without sign-off (risk tier low), to the team channel."""
+    name, version = cfg.model.name, model_evaluation["version"]
+    metrics, value = model_evaluation["metrics"], f"{decision.challenger_value:.4f}"
+    evidence = {
+        decision.metric: f"{value} (first model: against the floor and a trivial baseline)"
+        if decision.champion_value is None else f"{value} vs champion {decision.champion_value:.4f} on the same holdout",
+        **{label: metrics[key] for key, label in (("ece", "calibration error"), ("latency_p99_ms", "latency p99 ms"),
+                                                  ("fairness_gap", "fairness gap")) if key in metrics},
+    }
+    links = {"dagster_run": dagster_run_url(run_id), "mlflow_version": registry.version_ui_url(name, version),
+             "mlflow_run": registry.run_ui_url(model_evaluation["run_id"]), "report": model_evaluation["report_path"]}
+    if outcome == "rejected":
+        alerts.send("gate_rejection", f"{name} v{version} rejected by the promotion gate",
+                    {"failed": decision.failures, **evidence,
+                     "champion": f"v{current} unchanged" if current else "none yet"}, links=links)
+    else:
+        alerts.send("promotion", f"{name} v{version} is champion (promoted by the gate, risk tier "
+                                 f"{cfg.model.risk_tier}: no sign-off needed)",
+                    {"previous champion": f"v{current}" if current else "none", **evidence,
+                     "passed": decision.reasons}, severity="info", links=links)

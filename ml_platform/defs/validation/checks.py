@@ -10,9 +10,11 @@ from pathlib import Path
 
 import dagster as dg
 
+from ml_platform.lib.alerting import ALERTS_ON_FAILURE
 from ml_platform.lib.snapshots import read_snapshot
 from ml_platform.lib.validation import CHECK_NAMES, validate_batch
 from ml_platform.resources import ProjectResource
+from ml_platform.resources.alerts import Alerts, dagster_run_url
 
 _DESCRIPTIONS = {
     "schema": "Every contract column is present with the contracted type.",
@@ -27,18 +29,31 @@ _DESCRIPTIONS = {
 
 @dg.multi_asset_check(
     specs=[
-        dg.AssetCheckSpec(name, asset="raw_batch", blocking=True, description=_DESCRIPTIONS[name])
+        dg.AssetCheckSpec(name, asset="raw_batch", blocking=True, description=_DESCRIPTIONS[name],
+                          metadata={ALERTS_ON_FAILURE: "validation_failure"})  # the run failure is not re-alerted
         for name in CHECK_NAMES
     ],
     ins={"raw_batch": dg.AssetIn("raw_batch")},
 )
-def raw_batch_contract(context: dg.AssetCheckExecutionContext, project: ProjectResource, raw_batch: dict):
+def raw_batch_contract(context: dg.AssetCheckExecutionContext, project: ProjectResource, alerts: Alerts,
+                       raw_batch: dict):
     cfg = project.config()
     frame = read_snapshot(Path(raw_batch["path"]), raw_batch["sha256"])
     report = validate_batch(frame, cfg.data)
     if not report.passed:
         record = quarantine(project.paths().quarantine, raw_batch, report.to_json())
         context.log.error(f"batch {raw_batch['batch_id']} quarantined: {record}\n" + "\n".join(report.failures()))
+        failed = [outcome.name for outcome in report.checks if not outcome.passed]
+        alerts.send(
+            "validation_failure", f"{cfg.model.name}: batch {raw_batch['batch_id']} quarantined, "
+                                  f"{len(failed)} contract check{'s' if len(failed) != 1 else ''} failed",
+            {"batch": raw_batch["batch_id"], "rows": report.rows, "failed checks": failed,
+             "failures": report.failures()[:10], "snapshot": f"{raw_batch['path']} (sha256 {raw_batch['sha256']})",
+             "downstream": "nothing built from this batch; champion and predictions unchanged"},
+            severity="critical",
+            links={"dagster_run": dagster_run_url(context.run.run_id), "quarantine_record": str(record)},
+            group_key=f"validation_failure:{cfg.model.name}:{raw_batch['sha256']}",  # the same batch again
+        )
     for outcome in report.checks:
         yield dg.AssetCheckResult(
             asset_key="raw_batch",
