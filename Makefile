@@ -50,6 +50,7 @@ lint: setup
 bench: setup
 	$(BIN)/python bench/lifecycle.py
 	$(BIN)/python bench/batch_scoring.py
+	$(BIN)/python bench/drift.py
 
 .PHONY: bench-serving
 bench-serving: setup

@@ -10,6 +10,7 @@
     ml-platform reproduce --version N [--json]        retrain from the recorded lineage and compare
     ml-platform demo      [--batches N] [--json]      the demo scenario behind `make demo`
     ml-platform serve     [--host H] [--port P]       the online prediction service (models:/<name>@champion)
+    ml-platform labels    FILE [--json]               check a late label file and drop it into the landing folder
 
 All take --config FILE and --home DIR. Exit codes: 0 success; 1 the work ran but failed or was
 refused (a step failed, a check blocked the line, a rollback or approval was refused, a reproduction
@@ -51,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
 
     run = command("run", "materialize the lifecycle for one batch and print each asset's outcome")
     run.add_argument("--batch", help="demo source: the batch number to ingest (default: the next one)")
+    run.add_argument("--daily", action="store_true",
+                     help="run the daily job (ingest, validate, features, score, monitor; no training)")
     command("status", "what is live: the champion, its lineage and approval, and the challenger")
     approve = command("approve", "sign off a challenger as NAME (the same tags a reviewer sets in the MLflow UI)")
     approve.add_argument("--version", required=True)
@@ -74,6 +77,8 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve the champion over HTTP (/predict, /invocations, /metrics ...)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
+    labels = command("labels", "check that a late label file parses, then copy it into the label landing folder")
+    labels.add_argument("file", help="CSV or Parquet: prediction_id or the id column, the target, optional labeled_at")
     return parser
 
 
@@ -107,16 +112,16 @@ def _emit(args: argparse.Namespace, payload: Any, human) -> None:
 
 # -- run ---------------------------------------------------------------------------------------
 def _run(args, config) -> int:
-    from ml_platform.runner import run_lifecycle
+    from ml_platform.runner import DAILY_JOB, LIFECYCLE_JOB, run_lifecycle
 
-    result = run_lifecycle(batch=args.batch, quiet=True)
+    result = run_lifecycle(batch=args.batch, quiet=True, job_name=DAILY_JOB if args.daily else LIFECYCLE_JOB)
     _emit(args, result.to_json(), lambda _: _print_run(result))
     return 0 if result.success else 1
 
 
 def _print_run(result: Any) -> None:
     marks = {"materialized": _color("✔", GREEN), "skipped": _color("–", YELLOW), "failed": _color("✘", RED)}
-    print(_color(f"lifecycle run {result.run_id}", BOLD))
+    print(_color(f"{result.job_name} run {result.run_id}", BOLD))
     for key, state in result.assets.items():
         print(f"  {marks[state]} {key:<28} {state}")
     failed_checks = [k for k, v in result.checks.items() if not v["passed"]]
@@ -141,9 +146,11 @@ def _print_run(result: Any) -> None:
 
 # -- status, history, inventory ------------------------------------------------------------------
 def _status(args, config) -> int:
-    from ml_platform.status import model_status
+    from ml_platform.status import model_status, monitoring_status
 
-    _emit(args, model_status(), _print_status)
+    status = model_status()
+    status["monitoring"] = monitoring_status()
+    _emit(args, status, _print_status)
     return 0
 
 
@@ -171,6 +178,44 @@ def _print_status(status: dict) -> None:
         print(f"  challenger: version {chal['version']} — gate {chal['gate_decision']}, approval {chal['approval_state']}")
         for reason in chal["gate_reasons"]:
             print(f"    {reason}")
+    _print_monitoring(status.get("monitoring") or {})
+
+
+def _print_monitoring(m: dict) -> None:
+    print(_color("  monitoring", BOLD) + " (newest materializations)")
+    for key, label in (("drift", "data drift (newest batch)"), ("traffic_drift", "data drift (served traffic)")):
+        d = m.get(key)
+        if d:
+            flag = _color("DETECTED", RED) if d.get("dataset_drift") else _color("none", GREEN)
+            print(f"    {label:<28} {flag}  drifted share {d.get('drifted_share', float('nan')):.2f} "
+                  f"({d.get('drifted_features', '-')}) at {d['at']}")
+        else:
+            print(f"    {label:<28} no report yet")
+    p = m.get("prediction_drift")
+    if p:
+        flag = _color("DRIFTED", RED) if p.get("drifted") else _color("stable", GREEN)
+        print(f"    {'score distribution':<28} {flag}  PSI {p.get('psi', float('nan')):.3f} "
+              f"(threshold {p.get('psi_threshold', '-')}) on {p.get('batch_id', '-')}")
+    live = m.get("live_performance")
+    if live and live.get("rolling_metric") is not None:
+        breach = live.get("sustained_breach")
+        flag = _color(f"SLO BREACHED since {live.get('breach_started')}", RED) if breach else _color("within SLO", GREEN)
+        print(f"    {'live performance':<28} {flag}  rolling {live['rolling_metric']:.4f} vs floor "
+              f"{live.get('floor', '-')}, {live.get('streak', 0)} day(s) below")
+    else:
+        print(f"    {'live performance':<28} no labelled predictions yet")
+    for f in m.get("freshness", []):
+        if f["age_hours"] is None:
+            state = _color("never materialized", DIM)
+        else:
+            state = (_color("fresh", GREEN) if f["fresh"] else _color("STALE", RED)) + \
+                f"  {f['age_hours']:.1f} h old (SLO {f['max_age_hours']:g} h)"
+        print(f"    {'freshness: ' + f['name']:<28} {state}")
+    c = m.get("cost")
+    if c:
+        parts = [f"{k} {c[k]:.4g}" for k in ("latency_p99_ms", "predictions_24h", "champion_size_mb",
+                                             "champion_training_seconds") if k in c]
+        print(f"    {'cost':<28} " + ", ".join(parts))
 
 
 def _history(args, config) -> int:
@@ -225,9 +270,10 @@ def _approve(args, config) -> int:
 
 
 def _rollback(args, config) -> int:
-    from ml_platform.resources import Governance, ModelRegistry, Warehouse
+    from ml_platform.resources import Alerts, Governance, ModelRegistry, Warehouse
 
-    governance = Governance(registry=ModelRegistry(), warehouse=Warehouse())
+    warehouse = Warehouse()
+    governance = Governance(registry=ModelRegistry(), warehouse=warehouse, alerts=Alerts(warehouse=warehouse))
     record = governance.rollback(config.model.name, to=args.to, force=args.force, reason=args.reason,
                                  actor=args.actor or _default_actor())
     _emit(args, record, lambda r: print(_color("rolled back: ", GREEN) + f"champion {r['from_version']} → "
@@ -306,6 +352,38 @@ def _serve(args, config) -> int:
 
 COMMANDS = {"serve": _serve, "run": _run, "status": _status, "approve": _approve, "rollback": _rollback, "history": _history,
             "inventory": _inventory, "reproduce": _reproduce, "demo": _demo}
+
+
+# -- labels ----------------------------------------------------------------------------------------
+def _labels(args, config) -> int:
+    import shutil
+    from pathlib import Path
+
+    from ml_platform import settings
+    from ml_platform.lib.labels import label_landing, read_label_file
+    from ml_platform.lib.snapshots import file_sha256
+
+    source = Path(args.file)
+    labels = read_label_file(source, config.data)  # a LabelError is a ValueError: exit 2, naming the problem
+    landing = label_landing(config, settings.platform_paths())
+    landing.mkdir(parents=True, exist_ok=True)
+    target = landing / source.name
+    if target.exists() and file_sha256(target) != file_sha256(source):
+        raise ValueError(f"a different {source.name} is already waiting in {landing}: rename your file")
+    partial = landing / f".{source.name}.partial"  # copied beside, then renamed: never read half-written
+    shutil.copyfile(source, partial)
+    partial.replace(target)
+    record = {"file": str(source), "copied_to": str(target), "rows": len(labels),
+              "by_prediction_id": int(labels["prediction_id"].notna().sum()),
+              "by_entity_id": int(labels["prediction_id"].isna().sum())}
+    _emit(args, record, lambda r: print(
+        _color("queued: ", GREEN) + f"{r['rows']} labels in {r['copied_to']}; the next lifecycle or daily run "
+        "checks them against the logged predictions and ingests them (asset late_labels)"))
+    return 0
+
+
+COMMANDS["labels"] = _labels
+READ_ONLY.add("labels")  # builds no model: the estimator import is skipped
 
 
 if __name__ == "__main__":

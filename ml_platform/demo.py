@@ -1,12 +1,16 @@
 """The demo scenario behind `make demo`: daily batches through the whole lifecycle, then a summary.
 
-Each run ingests the next daily batch of the demo generator, validates it, rebuilds the features,
-trains a challenger and puts it through the promotion gate, scores the batch and reports drift.
-The demo model is risk tier medium, so a challenger that passes the gate waits for a sign-off: the
-demo gives it as the first configured approver, exactly as a reviewer would in the MLflow UI (tags
-on the version), and the approval sensor's run promotes it. At the end a rollback drill moves the
-champion back one version and forward again. The default config injects data drift from batch 4,
-so the last drift report flags it.
+The first days run the full lifecycle: ingest the next daily batch of the demo generator, validate
+it, rebuild the features, train a challenger and put it through the promotion gate, score the batch
+and monitor it. The demo model is risk tier medium, so a challenger that passes the gate waits for a
+sign-off: the demo gives it as the first configured approver, exactly as a reviewer would in the
+MLflow UI (tags on the version), and the approval sensor's run promotes it.
+
+The last day is a production day: the daily job (what the daily schedule runs) ingests, validates,
+scores and monitors with no training. The default config injects drift from batch 4, so its drift
+report flags it; the drift sensor's tick then starts one gated retraining, whose challenger goes
+through the gate and the sign-off. At the end a rollback drill moves the champion back one version
+and forward again, and the summary shows the chain: drift evidence → retraining run → gate → champion.
 """
 
 from __future__ import annotations
@@ -16,47 +20,71 @@ import time
 
 from ml_platform import settings
 from ml_platform.config import load_config
-from ml_platform.resources import Governance, ModelRegistry, Warehouse
-from ml_platform.runner import process_approvals, run_lifecycle
-from ml_platform.status import model_status
+from ml_platform.resources import Alerts, Governance, ModelRegistry, Warehouse
+from ml_platform.runner import DAILY_JOB, LIFECYCLE_JOB, process_approvals, run_lifecycle, tick_sensor
+from ml_platform.status import model_status, monitoring_status
 
 
 def run_demo(*, batches: int = 4, as_json: bool = False) -> int:
     config = load_config(settings.config_path())
     registry = ModelRegistry()
-    governance = Governance(registry=registry, warehouse=Warehouse())
+    warehouse = Warehouse()
+    governance = Governance(registry=registry, warehouse=warehouse, alerts=Alerts(warehouse=warehouse))
     say = (lambda *_: None) if as_json else (lambda text: print(text, flush=True))
     runs = []
+
+    def sign_off(gate: dict) -> dict | None:
+        """As a reviewer in the MLflow UI: approval tags on the version, then the approval sensor's tick."""
+        if gate.get("decision") != "passed":
+            return None
+        registry.tag_version(config.model.name, gate["challenger_version"],
+                             {"approval": "approved", "approver": config.governance.approvers[0]})
+        return next((o for o in process_approvals() if o["version"] == gate["challenger_version"]), None)
+
+    def outcome(gate: dict, approval: dict | None) -> str:
+        if not gate:
+            return "no training"
+        text = f"version {gate['challenger_version']} {gate['decision']}"
+        if approval and approval["promoted"]:
+            text += f", signed off by {approval['reason'].removeprefix('approved by ')} → champion"
+        elif approval:
+            text += f", sign-off refused: {approval['reason']}"
+        return text
+
     for i in range(batches):
         started = time.perf_counter()
-        result = run_lifecycle(quiet=True)
+        daily = batches > 1 and i == batches - 1  # the last day is a production day: no training
+        result = run_lifecycle(quiet=True, job_name=DAILY_JOB if daily else LIFECYCLE_JOB)
         gate = result.outputs.get("champion_model") or {}
         drift = result.outputs.get("drift_report") or {}
         batch = (result.outputs.get("raw_batch") or {}).get("batch_id", "?")
-        run = {"batch": batch, "run_id": result.run_id, "success": result.success,
+        run = {"batch": batch, "job": result.job_name, "run_id": result.run_id, "success": result.success,
                "materialized": sum(s == "materialized" for s in result.assets.values()),
-               "assets": len(result.assets), "gate": gate, "drift": drift, "errors": result.errors, "approval": None}
-        if gate.get("decision") == "passed":
-            reviewer = config.governance.approvers[0]
-            registry.tag_version(config.model.name, gate["challenger_version"],
-                                 {"approval": "approved", "approver": reviewer})
-            run["approval"] = next((o for o in process_approvals() if o["version"] == gate["challenger_version"]),
-                                   None)
+               "assets": len(result.assets), "gate": gate, "drift": drift, "errors": result.errors,
+               "approval": sign_off(gate)}
         run["seconds"] = round(time.perf_counter() - started, 1)
         runs.append(run)
-        approval = run["approval"]
-        say(f"[{i + 1}/{batches}] {batch}: {'ok' if result.success else 'FAILED'} in {run['seconds']}s — "
-            f"{run['materialized']}/{run['assets']} assets materialized; version {gate.get('challenger_version', '-')} "
-            f"{gate.get('decision', '-')}"
-            + (f", signed off by {approval['reason'].removeprefix('approved by ')} → champion"
-               if approval and approval["promoted"] else "")
-            + (f", sign-off refused: {approval['reason']}" if approval and not approval["promoted"] else "")
-            + f"; drift {'DETECTED' if drift.get('dataset_drift') else 'none'}")
+        say(f"[{i + 1}/{batches}] {batch} ({result.job_name} job): {'ok' if result.success else 'FAILED'} in "
+            f"{run['seconds']}s — {run['materialized']}/{run['assets']} assets materialized; "
+            f"{outcome(gate, run['approval'])}; drift {'DETECTED' if drift.get('dataset_drift') else 'none'}")
         for error in result.errors:
             say(f"    error: {error}")
         if not result.success:
             say(f"    full log: {result.log_file}")
             break
+
+    # Monitoring closes the loop: a drifted report makes the drift sensor start one gated retraining.
+    retraining = None
+    if runs and runs[-1]["success"] and runs[-1]["drift"].get("dataset_drift"):
+        started = time.perf_counter()
+        for executed in tick_sensor("drift_sensor"):
+            gate = executed.output_for_node("champion_model") if executed.success else {}
+            retraining = {"run_id": executed.run_id, "success": executed.success,
+                          "run_key": executed.dagster_run.tags.get("dagster/run_key"),
+                          "gate": gate, "approval": sign_off(gate) if gate else None}
+        if retraining:
+            say(f"drift sensor → retraining run {retraining['run_id'][:8]}: {'ok' if retraining['success'] else 'FAILED'}"
+                f" in {time.perf_counter() - started:.1f}s — {outcome(retraining['gate'], retraining['approval'])}")
 
     drill = []
     if all(r["success"] for r in runs) and registry.alias_version(config.model.name, "previous_champion"):
@@ -67,16 +95,18 @@ def run_demo(*, batches: int = 4, as_json: bool = False) -> int:
             "one command each (`ml-platform rollback`), no retraining")
 
     status = model_status()
+    status["monitoring"] = monitoring_status()
     history = governance.history(config.model.name)
     if as_json:
-        print(json.dumps({"runs": runs, "rollback_drill": drill, "status": status, "audit_trail": history},
-                         indent=2, default=str))
+        print(json.dumps({"runs": runs, "retraining": retraining, "rollback_drill": drill, "status": status,
+                          "audit_trail": history}, indent=2, default=str))
     else:
-        _print_summary(runs, status, history)
-    return 0 if runs and all(r["success"] for r in runs) else 1
+        _print_summary(runs, retraining, status, history)
+    ok = runs and all(r["success"] for r in runs) and (retraining is None or retraining["success"])
+    return 0 if ok else 1
 
 
-def _print_summary(runs: list[dict], status: dict, history: list[dict]) -> None:
+def _print_summary(runs: list[dict], retraining: dict | None, status: dict, history: list[dict]) -> None:
     paths = settings.platform_paths()
     print("\n=== ml_platform demo summary ===")
     print(f"runs: {len(runs)}; assets materialized per run: "
@@ -105,6 +135,20 @@ def _print_summary(runs: list[dict], status: dict, history: list[dict]) -> None:
               f"{'DETECTED' if last['dataset_drift'] else 'none'} — {len(drifted)}/{len(last['columns'])} features "
               f"drifted ({', '.join(drifted) or 'none'})")
         print(f"  report: {last['report_path']}")
+    if last and retraining:
+        gate = retraining["gate"]
+        print("monitoring → retraining chain:")
+        print(f"  drift evidence: {last['drifted_share']:.0%} of features drifted on {runs[-1]['batch']} "
+              f"(threshold {last['share_threshold']:.0%}), MLflow run {last.get('mlflow_run_id', '-')[:12]}")
+        print(f"  → drift_sensor started retraining run {retraining['run_id']} (run key {retraining['run_key']})")
+        if gate:
+            print(f"  → gate: version {gate['challenger_version']} {gate['decision']}")
+            for reason in gate["reasons"]:
+                print(f"      {reason}")
+        approval = retraining["approval"]
+        if approval:
+            print(f"  → {approval['reason']}" + (f" → champion v{approval['version']}" if approval["promoted"] else ""))
+        print(f"  champion now: v{status['champion']['version'] if status['champion'] else 'none'}")
     print("audit trail (`ml-platform history`):")
     for h in history:
         print(f"  {h['seq']:>3} {h['action']:<18} v{h['version'] or '-':<3} champion {h['from_version'] or '-'} → "

@@ -17,6 +17,7 @@ from ml_platform import settings
 from ml_platform.config import ProjectConfig, load_config
 
 LIFECYCLE_JOB = "lifecycle"
+DAILY_JOB = "daily"  # the lifecycle without training: what the daily schedule runs
 
 _DAGSTER_YAML = """\
 # Written by ml_platform: Dagster storage (SQLite) lives in this folder, under ML_PLATFORM_HOME.
@@ -31,6 +32,7 @@ run_monitoring:
 class LifecycleResult:
     success: bool
     run_id: str
+    job_name: str = LIFECYCLE_JOB
     assets: dict[str, str] = field(default_factory=dict)   # asset key -> materialized | skipped | failed
     checks: dict[str, dict] = field(default_factory=dict)  # "asset:check" -> {"passed": bool, "metadata": ...}
     errors: list[str] = field(default_factory=list)
@@ -38,7 +40,7 @@ class LifecycleResult:
     log_file: str | None = None  # with quiet=True: where the run's console output went
 
     def to_json(self) -> dict:
-        return {"success": self.success, "run_id": self.run_id, "assets": self.assets, "checks": self.checks,
+        return {"success": self.success, "run_id": self.run_id, "job": self.job_name, "assets": self.assets, "checks": self.checks,
                 "errors": self.errors, "outputs": self.outputs, "log_file": self.log_file}
 
 
@@ -79,15 +81,17 @@ def run_lifecycle(
     selection: list[str] | None = None,
     log_level: str = "WARNING",
     quiet: bool = False,
+    job_name: str = LIFECYCLE_JOB,
 ) -> LifecycleResult:
-    """Materialize the lifecycle (or `selection`, a list of asset keys) for one batch; never raises for a
-    failed step: the result says which assets failed and why. `quiet` sends the run's console output
-    (dbt's log, warnings) to a file under ML_PLATFORM_HOME/logs instead of the terminal."""
+    """Materialize the lifecycle (or `selection`, a list of asset keys; or another job's assets, e.g.
+    DAILY_JOB) for one batch; never raises for a failed step: the result says which assets failed and
+    why. `quiet` sends the run's console output (dbt's log, warnings) to a file under
+    ML_PLATFORM_HOME/logs instead of the terminal."""
     import dagster as dg
 
     use_environment(config_file=config_file, home=home)
     definitions = load_definitions()
-    job = definitions.resolve_job_def(LIFECYCLE_JOB)
+    job = definitions.resolve_job_def(job_name)
     run_config: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     if batch:
         run_config["ops"] = {"raw_batch": {"config": {"batch": batch}}}
@@ -115,7 +119,7 @@ def run_lifecycle(
 def _summarize(result: Any, job: Any) -> LifecycleResult:
     import dagster as dg
 
-    summary = LifecycleResult(success=result.success, run_id=result.run_id)
+    summary = LifecycleResult(success=result.success, run_id=result.run_id, job_name=job.name)
     graph = job.asset_layer.asset_graph
     planned = {key.to_user_string() for key in graph.get_all_asset_keys()
                if graph.get(key).is_materializable}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from ml_platform import settings
@@ -60,3 +61,35 @@ def model_status() -> dict:
     if candidate:
         status["challenger"] = _version_record(registry, registry.version(name, candidate))
     return status
+
+
+def monitoring_status() -> dict:
+    """The latest drift, prediction drift, live-performance SLO and freshness state, as the newest
+    materializations in Dagster's storage recorded them (nothing is recomputed)."""
+    import dagster as dg
+
+    from ml_platform.defs.monitoring.freshness import freshness_states
+    from ml_platform.runner import dagster_instance
+
+    config = load_config(settings.config_path(), check_imports=False)
+    now = datetime.now(UTC)
+    wanted = {"drift": ("drift_report", ("dataset_drift", "drifted_share", "drifted_features", "champion_version")),
+              "traffic_drift": ("traffic_drift_report", ("dataset_drift", "drifted_share", "drifted_features")),
+              "prediction_drift": ("prediction_drift", ("drifted", "psi", "psi_threshold", "batch_id")),
+              "live_performance": ("live_performance", ("rolling_metric", "floor", "streak", "sustained_breach",
+                                                        "breach_started", "labelled_rows")),
+              "cost": ("cost_report", ("latency_p99_ms", "predictions_24h", "champion_size_mb",
+                                       "champion_training_seconds", "automatic_retrainings_24h"))}
+    out: dict[str, Any] = {}
+    with dagster_instance() as instance:
+        for name, (asset, fields) in wanted.items():
+            event = instance.get_latest_materialization_event(dg.AssetKey(asset))
+            if event is None or event.asset_materialization is None:
+                out[name] = None
+                continue
+            metadata = event.asset_materialization.metadata
+            out[name] = {"at": datetime.fromtimestamp(event.timestamp, UTC).isoformat(timespec="seconds"),
+                         "run_id": event.run_id,
+                         **{f: getattr(metadata[f], "value", metadata[f]) for f in fields if f in metadata}}
+        out["freshness"] = [s.to_json(now) for s in freshness_states(instance, config)]
+    return out

@@ -1,16 +1,38 @@
-"""The lifecycle job: every asset, in one process (DuckDB takes one writing process at a time)."""
+"""The jobs that run the lifecycle, and the daily schedule. Every job runs in one process: DuckDB takes
+one writing process at a time."""
 
 import dagster as dg
+
+from ml_platform import settings
+from ml_platform.config import load_config
+
+TRAINING_ASSETS = ("training_data", "trained_model", "model_evaluation", "champion_model")
 
 lifecycle_job = dg.define_asset_job(
     "lifecycle",
     selection=dg.AssetSelection.all(),  # every asset; the approval job (registry/approvals.py) has no assets
     executor_def=dg.in_process_executor,
-    description="ingest → validate → features → train → evaluate → register → gate → score → drift; "
+    description="ingest → validate → features → train → evaluate → register → gate → score → monitor; "
     "online features are published once the features are built",
+)
+
+daily_job = dg.define_asset_job(
+    "daily",
+    # Production's day: new data is validated, featurized, scored and monitored; training happens only when
+    # monitoring asks for it (the drift and performance sensors) or a person runs the lifecycle.
+    selection=dg.AssetSelection.all() - dg.AssetSelection.assets(*TRAINING_ASSETS),
+    executor_def=dg.in_process_executor,
+    description="ingest → validate → features → score → monitor (drift, prediction drift, late labels, live "
+    "performance, cost), with the champion as it is; no training",
 )
 
 
 @dg.definitions
 def jobs() -> dg.Definitions:
-    return dg.Definitions(jobs=[lifecycle_job])
+    automation = load_config(settings.config_path(), check_imports=False).automation
+    daily = dg.ScheduleDefinition(
+        name="daily_schedule", job=daily_job, cron_schedule=automation.daily_schedule,
+        execution_timezone=automation.timezone, default_status=dg.DefaultScheduleStatus.RUNNING,
+        description=f"The daily job at '{automation.daily_schedule}' ({automation.timezone}): automation.daily_schedule",
+    )
+    return dg.Definitions(jobs=[lifecycle_job, daily_job], schedules=[daily])

@@ -9,10 +9,11 @@ from ml_platform.resources.alerts import Alerts
 @dg.definitions
 def resources() -> dg.Definitions:
     registry, warehouse = ModelRegistry(), Warehouse()
+    alerts = Alerts(warehouse=warehouse)
     return dg.Definitions(resources={
         "project": ProjectResource(),
         "warehouse": warehouse,
         "registry": registry,
-        "governance": Governance(registry=registry, warehouse=warehouse),
-        "alerts": Alerts(warehouse=warehouse),
+        "governance": Governance(registry=registry, warehouse=warehouse, alerts=alerts),
+        "alerts": alerts,
     })

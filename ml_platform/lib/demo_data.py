@@ -12,6 +12,9 @@ Two switches make the failure modes the platform has to catch:
   rule is not: the contract effect flips and support calls matter far more, so a model trained
   before loses accuracy.
 
+`late_labels(k)` gives batch k's true labels as a label feed delivers them, later and keyed by customer:
+scored without labels, a concept-drifted batch shows its decay only once they arrive (live performance).
+
 Pure numpy/pandas, vectorized: a million rows take about a second.
 """
 
@@ -200,6 +203,35 @@ def write_batches(
             frame.to_csv(path, index=False)
         paths.append(path)
     return paths
+
+
+def late_labels(batch: int, *, delay_days: int = 30, **kwargs) -> pd.DataFrame:
+    """The late labels of demo batch `batch`, as a label feed delivers them once the outcome is known: each
+    customer's true `churned` value keyed by `customer_id`, with `labeled_at` `delay_days` after the event.
+    kwargs go to `generate_batch` and must be the ones the batch was generated with (drift changes labels)."""
+    frame = generate_batch(batch, **kwargs)
+    return pd.DataFrame({"customer_id": frame["customer_id"], "churned": frame["churned"],
+                         "labeled_at": frame["event_date"] + pd.Timedelta(days=delay_days)})
+
+
+def write_late_labels(directory: str | Path, batch: int, fmt: Literal["parquet", "csv"] = "csv",
+                      **kwargs) -> Path:
+    """Write `labels-0001.csv` (or .parquet) with the late labels of demo batch `batch` into `directory`
+    (e.g. the label landing folder); kwargs go to `late_labels`. Written beside and renamed into place, so
+    that a reader of the folder never sees half a file."""
+    if fmt not in ("parquet", "csv"):
+        raise ValueError(f"fmt must be 'parquet' or 'csv', got {fmt!r}")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"labels-{batch:04d}.{fmt}"
+    partial = directory / f".{path.name}.partial"
+    frame = late_labels(batch, **kwargs)
+    if fmt == "parquet":
+        frame.to_parquet(partial, index=False)
+    else:
+        frame.to_csv(partial, index=False)
+    partial.replace(path)
+    return path
 
 
 def _pick(u: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:

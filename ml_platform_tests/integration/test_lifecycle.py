@@ -26,7 +26,7 @@ def test_full_lifecycle_from_raw_batches_to_a_gated_champion(platform_env, tmp_p
     first = run_lifecycle(config_file=config)
     assert first.success, first.errors
     assert set(first.assets.values()) == {"materialized"}, first.assets
-    assert len(first.assets) == 11
+    assert len(first.assets) == 16
     contract_checks = [k for k in first.checks if k.startswith("raw_batch:")]
     assert len(contract_checks) == 7
     assert all(c["passed"] for c in first.checks.values()), first.checks

@@ -15,20 +15,23 @@ CHUNK_ROWS = 100_000  # bounded memory: score and write the batch in chunks
 @dg.asset(
     group_name="serving",
     kinds={"duckdb", "mlflow"},
-    deps=[features.feature_models],
+    # After the gate when both run, but the champion is read from the registry at run time: a sign-off
+    # or a rollback since the gate ran (or a daily run with no training) scores with the live champion.
+    deps=[features.feature_models, "champion_model"],
     output_required=False,  # no champion yet (e.g. awaiting sign-off): nothing to do, and the run goes on
     description=f"Scores of the newest batch by the champion, appended to {PREDICTIONS_TABLE} "
     "(prediction id, entity id, model version, score, timestamp).",
 )
 def batch_predictions(context: dg.AssetExecutionContext, project: ProjectResource, registry: ModelRegistry,
-                      warehouse: Warehouse, raw_batch: dict, champion_model: dict):
+                      warehouse: Warehouse, raw_batch: dict):
     cfg = project.config()
-    version = champion_model["champion_version"]
+    version = registry.champion_version(cfg.model.name)
     if version is None:
-        context.log.warning(f"not scored: model '{cfg.model.name}' has no champion yet (version "
-                            f"{champion_model['challenger_version']} is {champion_model['decision']})")
+        context.log.warning(f"not scored: model '{cfg.model.name}' has no champion yet (none promoted, or the "
+                            "newest version awaits a sign-off)")
         return
-    model = registry.mlflow().sklearn.load_model(f"models:/{cfg.model.name}@champion")
+    # `models:/<name>@champion` resolved once, so the version recorded on each row is the one that scored it.
+    model = registry.load_model(cfg.model.name, version)
     columns = list(model.feature_names_in_)
     id_col = cfg.data.id_column
     table = f"features.{cfg.features.dbt_model}"
