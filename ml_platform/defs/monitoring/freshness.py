@@ -19,7 +19,6 @@ from ml_platform.resources import ProjectResource
 from ml_platform.resources.alerts import Alerts
 
 
-
 @lru_cache(maxsize=4)
 def _feature_table_key(dbt_model: str) -> dg.AssetKey:
     return dg.AssetKey(["features", dbt_model])  # dbt_project.yml puts the feature models in schema `features`
