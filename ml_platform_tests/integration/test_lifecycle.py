@@ -25,9 +25,10 @@ def test_full_lifecycle_from_raw_batches_to_a_gated_champion(platform_env, tmp_p
 
     first = run_lifecycle(config_file=config)
     assert first.success, first.errors
-    assert set(first.assets.values()) == {"materialized"}, first.assets
+    skipped = {k for k, v in first.assets.items() if v != "materialized"}
+    assert skipped == {"traffic_drift_report"}, first.assets  # nothing served online yet: no traffic to compare
     assert len(first.assets) == 16
-    contract_checks = [k for k in first.checks if k.startswith("raw_batch:")]
+    contract_checks = [k for k in first.checks if k.startswith("raw_batch:") and k != "raw_batch:fresh"]
     assert len(contract_checks) == 7
     assert all(c["passed"] for c in first.checks.values()), first.checks
     assert any(k.startswith("features/churn_features:") for k in first.checks), "dbt tests should be asset checks"
