@@ -22,7 +22,7 @@ from ml_platform.lib.drift import detect_drift, score_drift
 from ml_platform.lib.modeling import holdout_mask, positive_scores, split_training_data
 from ml_platform.lib.snapshots import SnapshotIntegrityError, read_snapshot
 from ml_platform.resources import ModelRegistry, ProjectResource, Warehouse
-from ml_platform.resources.alerts import Alerts
+from ml_platform.resources.alerts import Alerts, dagster_run_url
 from ml_platform.settings import PREDICTION_LOG_TABLE, PREDICTIONS_TABLE, mlflow_ui_url
 
 TRAFFIC_WINDOW = timedelta(hours=24)  # served traffic compared by the traffic drift report
@@ -118,7 +118,7 @@ def _publish_drift(context: Any, *, kind: str, subject: str, result: Any, champi
              "rows compared": f"{result.current_rows} vs {result.reference_rows} training rows",
              "champion": f"v{champion.version}",
              "next": "the drift sensor requests one gated retraining for this report"},
-            links={"dagster_run": _run_url(context), "report": str(html_path),
+            links={"dagster_run": dagster_run_url(context.run.run_id), "report": str(html_path),
                    "mlflow_run": f"{mlflow_ui_url()}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"},
             group_key=f"drift_detected:{cfg.model.name}:{kind}",
         )
@@ -256,7 +256,7 @@ def prediction_drift(context: dg.AssetExecutionContext, project: ProjectResource
             {"psi": f"{result['psi']:.3f} (threshold {cfg.drift.prediction_psi_threshold})",
              "mean score": f"{result['current_mean']:.3f} on the batch vs {result['reference_mean']:.3f} on the holdout",
              "rows": f"{len(current)} scored vs {len(reference)} holdout"},
-            links={"dagster_run": _run_url(context),
+            links={"dagster_run": dagster_run_url(context.run.run_id),
                    "mlflow_version": registry.version_ui_url(cfg.model.name, champion.version)},
             group_key=f"prediction_drift:{cfg.model.name}")
     yield dg.Output({"batch_id": raw_batch["batch_id"], "champion_version": champion.version, **result}, metadata={
@@ -288,12 +288,6 @@ def holdout_scores(cfg: Any, registry: ModelRegistry, champion: Champion, cache:
     cache.mkdir(parents=True, exist_ok=True)
     np.save(path, scores)
     return scores
-
-
-def _run_url(context: Any) -> str:
-    from ml_platform.settings import dagster_ui_url
-
-    return f"{dagster_ui_url()}/runs/{context.run.run_id}"
 
 
 def markdown_table(frame: pd.DataFrame) -> str:

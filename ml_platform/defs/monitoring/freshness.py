@@ -16,7 +16,7 @@ from ml_platform.config import load_config
 from ml_platform.defs import jobs as lifecycle_jobs  # the module, so the loader finds daily_job once
 from ml_platform.lib.freshness import Freshness, breach_key, stale
 from ml_platform.resources import ProjectResource
-from ml_platform.resources.alerts import Alerts
+from ml_platform.resources.alerts import Alerts, dagster_run_url
 
 
 @lru_cache(maxsize=4)
@@ -63,7 +63,7 @@ def _freshness_checks() -> dg.AssetChecksDefinition:
                     {"asset": state.asset, "last updated": f"{state.last_updated:%Y-%m-%d %H:%M} UTC",
                      "age": f"{age:.1f} h", "SLO": f"at most {state.max_age_hours:g} h",
                      "next": f"the freshness sensor requested a run of the `{lifecycle_jobs.daily_job.name}` job"},
-                    links={"dagster_run": f"{settings.dagster_ui_url()}/runs/{context.run.run_id}"},
+                    links={"dagster_run": dagster_run_url(context.run.run_id)},
                     group_key=f"freshness_breach:{cfg.model.name}:{state.name}",
                 )
             yield dg.AssetCheckResult(
