@@ -73,7 +73,7 @@ def build_warehouse(rows: int, train_rows: int, workdir: Path) -> tuple[Path, Pa
     features.insert(3, "batch_id", "batch-0001")
 
     warehouse_path = workdir / "warehouse.duckdb"
-    with Warehouse(path=str(warehouse_path)).connect() as con:
+    with Warehouse(url=str(warehouse_path)).connect() as con:
         con.execute("create schema features")
         con.register("features_frame", features)
         con.execute(f"create table {FEATURE_TABLE} as select * from features_frame")
@@ -97,7 +97,7 @@ class Scoring:
         cfg = load_config(PROJECT_ROOT / "ml_platform.yaml")
         self.model = pickle.loads(model_path.read_bytes())
         self.columns = list(self.model.feature_names_in_)
-        self.warehouse = Warehouse(path=str(warehouse_path))
+        self.warehouse = Warehouse(url=str(warehouse_path))
         self.chunk_rows = chunk_rows
         self.sql = features_query(FEATURE_TABLE, columns=self.columns, id_column=cfg.data.id_column)
         self.options = {"columns": self.columns, "positive_label": cfg.data.positive_label,

@@ -1,15 +1,14 @@
 """`ml-platform lineage`: how a model version, or the version behind one prediction, was made.
 
 Answers from one read-only query of the warehouse (registry.model_versions, written at training, and
-serving.batch_predictions), so it returns in a fraction of a second. Only the standard library and
-duckdb are imported: mlflow alone takes about a second to import, and dagster and pandas (which the
-Warehouse resource brings in) most of another.
+serving.batch_predictions), so it returns in a fraction of a second. Only the standard library and the
+warehouse driver (ml_platform/sql.py) are imported: mlflow alone takes about a second to import, and
+dagster and pandas (which the Warehouse resource brings in) most of another.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -113,34 +112,17 @@ def _fetch_one(sql: str, params: list, *, table: str) -> dict[str, Any] | None:
 
 
 def _query(sql: str, params: list, *, table: str) -> list[dict[str, Any]]:
-    import duckdb
+    from ml_platform.sql import connect, is_postgres
 
-    location = settings.platform_paths().warehouse
-    if not location.exists():
+    location = settings.platform_paths().warehouse_url
+    if not is_postgres(location) and not Path(location).exists():
         raise LineageError(f"warehouse {location} does not exist yet: run the lifecycle first "
                            "(or point --home / ML_PLATFORM_HOME at the platform's home)")
-    con = _connect_read_only(duckdb, location)
-    try:
-        try:
-            cursor = con.execute(sql, params)
-        except duckdb.CatalogException:
-            raise LineageError(f"{table} does not exist in {location}: nothing has been recorded there yet") from None
-        names = [d[0] for d in cursor.description]
-        return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
-    finally:
-        con.close()
-
-
-def _connect_read_only(duckdb: Any, location: Path) -> Any:
-    # A run writing to the warehouse holds its lock for moments at a time; wait briefly, as Warehouse does.
-    for attempt in range(50):
-        try:
-            return duckdb.connect(str(location), read_only=True)
-        except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower() or attempt == 49:
-                raise
-            time.sleep(0.2)
-    raise AssertionError("unreachable")
+    with connect(location, read_only=True) as con:
+        if not con.table_exists(table):
+            raise LineageError(f"{table} does not exist in {settings.redacted(location)}: nothing has been "
+                               "recorded there yet")
+        return con.execute(sql, params).records()
 
 
 def _iso(value: Any) -> str | None:

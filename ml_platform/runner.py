@@ -13,20 +13,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ml_platform import settings
+from ml_platform import settings, storage
 from ml_platform.config import ProjectConfig, load_config
 
 LIFECYCLE_JOB = "lifecycle"
 DAILY_JOB = "daily"  # the lifecycle without training: what the daily schedule runs
-
-_DAGSTER_YAML = """\
-# Written by ml_platform: Dagster storage (SQLite) lives in this folder, under ML_PLATFORM_HOME.
-telemetry:
-  enabled: false
-run_monitoring:
-  enabled: true
-"""
-
 
 @dataclass
 class LifecycleResult:
@@ -53,11 +44,7 @@ def use_environment(*, config_file: str | Path | None = None, home: str | Path |
     if config_file is not None:
         os.environ["ML_PLATFORM_CONFIG"] = str(Path(config_file).resolve())
     config = load_config(settings.config_path(), check_imports=check_imports)
-    paths = settings.platform_paths().ensure()
-    os.environ["DAGSTER_HOME"] = str(paths.dagster_home)
-    dagster_yaml = paths.dagster_home / "dagster.yaml"
-    if not dagster_yaml.exists():
-        dagster_yaml.write_text(_DAGSTER_YAML)
+    storage.prepare(settings.platform_paths())
     return config
 
 

@@ -1,11 +1,18 @@
-"""Where the platform keeps its state, decided in one place.
+"""Where the platform keeps its state, decided in one place: the embedded default or the production profile.
 
-With no configuration everything lives under one directory, ML_PLATFORM_HOME (default
-`./.ml_platform` at the project root): Dagster storage, the MLflow store and artifacts, the DuckDB
-warehouse, data snapshots and reports. Deleting it resets everything.
+Embedded (no configuration): everything lives under one directory, ML_PLATFORM_HOME (default
+`./.ml_platform` at the project root): Dagster storage (SQLite), the MLflow store (SQLite) and
+artifacts, the DuckDB warehouse, data snapshots and reports. Deleting it resets everything.
+
+Production (`ML_PLATFORM_DATABASE_URL=postgresql://user[:password]@host:port/<name>`): every store
+moves to that PostgreSQL server, each in its own database - `<name>` (the warehouse: dbt's features,
+predictions, audit log, alerts), `<name>_dagster` (Dagster's run, event-log and schedule storage)
+and `<name>_mlflow` (MLflow's tracking and registry backend) - created on first use. Snapshots,
+reports and MLflow artifacts stay on a shared directory (ML_PLATFORM_HOME, or
+ML_PLATFORM_ARTIFACT_ROOT for artifacts, which may be an s3:// URI).
 
 Values are read from the environment when asked for, never at import time, so a test or a CLI
-call can point the platform at another home before it runs.
+call can point the platform at another home or database before it runs.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
@@ -36,6 +44,60 @@ def platform_home() -> Path:
 
 def config_path() -> Path:
     return Path(os.environ.get("ML_PLATFORM_CONFIG") or PROJECT_ROOT / "ml_platform.yaml").resolve()
+
+
+def database_url() -> str | None:
+    """The production profile's PostgreSQL URL (ML_PLATFORM_DATABASE_URL), or None for the embedded default."""
+    url = (os.environ.get("ML_PLATFORM_DATABASE_URL") or "").strip()
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in {"postgresql", "postgres"} or not parts.hostname or not parts.path.strip("/"):
+        raise ValueError(f"ML_PLATFORM_DATABASE_URL={redacted(url)}: expected postgresql://user[:password]@host[:port]/name")
+    return urlunsplit(("postgresql", parts.netloc, parts.path, parts.query, ""))
+
+
+def profile() -> str:
+    """'postgres' when ML_PLATFORM_DATABASE_URL is set, else 'embedded'."""
+    return "postgres" if database_url() else "embedded"
+
+
+def database_for(url: str, suffix: str) -> str:
+    """The same server and credentials, database `<name><suffix>` (e.g. `_dagster`)."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/") + suffix, parts.query, ""))
+
+
+def sqlalchemy_url(url: str) -> str:
+    """The URL as SQLAlchemy-based stores (Dagster, MLflow) need it: SQLAlchemy 2.1 reads a bare
+    postgresql:// as psycopg 3; the driver installed here is psycopg2."""
+    return url.replace("postgresql://", "postgresql+psycopg2://", 1)
+
+
+def redacted(url: str) -> str:
+    """A URL safe to print or log: the password replaced by ***."""
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return url
+
+
+def executor() -> str:
+    """How a run's steps execute: `in_process` (the embedded default: DuckDB takes one writing process),
+    `multiprocess` (the production profile's default), or `celery` (ML_PLATFORM_EXECUTOR=celery: steps
+    go to Celery workers through ML_PLATFORM_CELERY_BROKER)."""
+    chosen = os.environ.get("ML_PLATFORM_EXECUTOR") or ("multiprocess" if database_url() else "in_process")
+    if chosen not in {"in_process", "multiprocess", "celery"}:
+        raise ValueError(f"ML_PLATFORM_EXECUTOR={chosen!r}: expected in_process, multiprocess or celery")
+    if chosen != "in_process" and not database_url():
+        raise ValueError(f"ML_PLATFORM_EXECUTOR={chosen}: steps in several processes need the PostgreSQL profile "
+                         "(set ML_PLATFORM_DATABASE_URL); the embedded DuckDB warehouse takes one writing process")
+    return chosen
+
+
+def celery_broker() -> str:
+    return os.environ.get("ML_PLATFORM_CELERY_BROKER") or "pyamqp://guest:guest@127.0.0.1:5672//"
 
 
 def mlflow_ui_url() -> str:
@@ -74,15 +136,35 @@ class PlatformPaths:
 
     @property
     def tracking_uri(self) -> str:
+        """MLflow's tracking and registry store: ML_PLATFORM_MLFLOW_TRACKING_URI (e.g. a tracking server,
+        http://mlflow:5000) if set, else `<name>_mlflow` on the PostgreSQL server, else SQLite in the home."""
+        explicit = os.environ.get("ML_PLATFORM_MLFLOW_TRACKING_URI")
+        if explicit:
+            return explicit
+        url = database_url()
+        if url:
+            return sqlalchemy_url(database_for(url, "_mlflow"))
         return f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
 
     @property
-    def artifact_root(self) -> Path:
-        return self.mlflow_dir / "artifacts"
+    def artifact_root(self) -> str:
+        """Where MLflow artifacts go: ML_PLATFORM_ARTIFACT_ROOT (a shared directory or an s3:// URI), else the home."""
+        return os.environ.get("ML_PLATFORM_ARTIFACT_ROOT") or str(self.mlflow_dir / "artifacts")
+
+    @property
+    def warehouse_url(self) -> str:
+        """The warehouse: the PostgreSQL database of the production profile, else the DuckDB file."""
+        return database_url() or str(self.warehouse)
 
     @property
     def warehouse(self) -> Path:
+        """The embedded DuckDB warehouse file (used only without ML_PLATFORM_DATABASE_URL)."""
         return self.home / "warehouse.duckdb"
+
+    @property
+    def dagster_database_url(self) -> str | None:
+        url = database_url()
+        return database_for(url, "_dagster") if url else None
 
     @property
     def snapshots(self) -> Path:
@@ -107,8 +189,10 @@ class PlatformPaths:
         return self.home / "reports"
 
     def ensure(self) -> PlatformPaths:
-        for path in (self.dagster_home, self.mlflow_dir, self.artifact_root, self.snapshots, self.quarantine, self.reports):
+        for path in (self.dagster_home, self.mlflow_dir, self.snapshots, self.quarantine, self.reports):
             path.mkdir(parents=True, exist_ok=True)
+        if "://" not in self.artifact_root:
+            Path(self.artifact_root).mkdir(parents=True, exist_ok=True)
         # dbt reads the warehouse location from the environment (dbt_project/profiles.yml).
         os.environ["ML_PLATFORM_HOME"] = str(self.home)
         return self

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import os
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,7 +17,13 @@ import yaml
 from ml_platform.settings import PROJECT_ROOT
 
 DEMO_CONFIG = PROJECT_ROOT / "ml_platform.yaml"
-_ENV_KEYS = ("ML_PLATFORM_HOME", "ML_PLATFORM_CONFIG", "DAGSTER_HOME")
+# Everything the platform reads or sets in the environment (settings.py, storage.py): restored after each test.
+_ENV_KEYS = ("ML_PLATFORM_HOME", "ML_PLATFORM_CONFIG", "DAGSTER_HOME", "ML_PLATFORM_DATABASE_URL",
+             "ML_PLATFORM_DAGSTER_DATABASE_URL", "ML_PLATFORM_MLFLOW_TRACKING_URI", "ML_PLATFORM_ARTIFACT_ROOT",
+             "ML_PLATFORM_EXECUTOR", "ML_PLATFORM_CELERY_BROKER", "ML_PLATFORM_DBT_TARGET", "ML_PLATFORM_PG_HOST",
+             "ML_PLATFORM_PG_PORT", "ML_PLATFORM_PG_USER", "ML_PLATFORM_PG_PASSWORD", "ML_PLATFORM_PG_DBNAME")
+# The PostgreSQL server the production-profile tests use: the one on this machine (and CI's).
+POSTGRES_SERVER = os.environ.get("ML_PLATFORM_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
 
 
 def demo_config_dict() -> dict[str, Any]:
@@ -65,6 +72,39 @@ def platform_env(tmp_path: Path) -> Iterator[Path]:
     """A fresh ML_PLATFORM_HOME for one test."""
     with platform_home(tmp_path / "home") as home:
         yield home
+
+
+def fresh_database_url() -> str:
+    """A database name no test has used, on the local PostgreSQL server (created on first use)."""
+    return f"{POSTGRES_SERVER}/mlp_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def postgres_database() -> Iterator[str]:
+    """A fresh, empty database on the real PostgreSQL server, dropped afterwards (with the profile's
+    `_dagster` and `_mlflow` siblings, if anything made them)."""
+    from ml_platform.storage import drop_databases, ensure_databases
+
+    url = fresh_database_url()
+    ensure_databases([url])
+    try:
+        yield url
+    finally:
+        drop_databases(url)
+
+
+@pytest.fixture
+def postgres_profile(platform_env: Path) -> Iterator[str]:
+    """The production profile on the real PostgreSQL server: ML_PLATFORM_DATABASE_URL names fresh databases
+    (warehouse, Dagster, MLflow; created by the platform on first use), all dropped afterwards."""
+    from ml_platform.storage import drop_databases
+
+    url = fresh_database_url()
+    os.environ["ML_PLATFORM_DATABASE_URL"] = url  # restored by platform_env
+    try:
+        yield url
+    finally:
+        drop_databases(url)
 
 
 def tree_digest(directory: Path) -> dict[str, str]:

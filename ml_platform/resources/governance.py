@@ -3,8 +3,9 @@
 At most one champion per registered model, even with concurrent promoters (two sensors, a CLI and a
 rollback at once): every transition takes a per-model lock, re-reads the champion alias, checks it
 against what the caller expected, moves the aliases and appends the audit record before releasing.
-The lock follows the MLflow store: a PostgreSQL advisory lock when the registry is on PostgreSQL,
-an exclusive file lock beside the SQLite store otherwise. Both hold across processes.
+The lock lives where the audit log and the registry live: a PostgreSQL advisory lock when the
+warehouse (the production profile) or the MLflow store is on PostgreSQL, an exclusive file lock beside
+the SQLite store otherwise. Both hold across processes and, for PostgreSQL, across machines.
 """
 
 from __future__ import annotations
@@ -47,11 +48,11 @@ class Governance(dg.ConfigurableResource):
     @contextmanager
     def lock(self, model_name: str) -> Iterator[None]:
         uri = self.registry.resolved_tracking_uri()
-        if uri.startswith("postgresql"):
+        lock_database = next((u for u in (self.warehouse.location(), uri) if u.startswith("postgresql")), None)
+        if lock_database:
             import psycopg2
 
-            dsn = uri.replace("postgresql+psycopg2://", "postgresql://", 1)
-            con = psycopg2.connect(dsn)
+            con = psycopg2.connect(lock_database.replace("postgresql+psycopg2://", "postgresql://", 1))
             con.autocommit = True
             key = zlib.crc32(f"ml_platform:champion:{model_name}".encode())
             try:

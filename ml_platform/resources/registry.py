@@ -32,7 +32,8 @@ class RegistryError(LookupError):
 
 
 class ModelRegistry(dg.ConfigurableResource):
-    """MLflow tracking + registry. Defaults: SQLite store and local artifacts under ML_PLATFORM_HOME."""
+    """MLflow tracking + registry. Defaults: the profile's store (SQLite under ML_PLATFORM_HOME, or PostgreSQL)
+    and artifact root (settings.py)."""
 
     tracking_uri: str | None = None
     artifact_root: str | None = None
@@ -40,8 +41,9 @@ class ModelRegistry(dg.ConfigurableResource):
     def _uri(self) -> str:
         return self.tracking_uri or settings.platform_paths().tracking_uri
 
-    def _artifact_root(self) -> Path:
-        return Path(self.artifact_root) if self.artifact_root else settings.platform_paths().artifact_root
+    def _artifact_root(self) -> str:
+        """A directory (shared between machines in production) or an object-store URI such as s3://bucket/mlflow."""
+        return self.artifact_root or settings.platform_paths().artifact_root
 
     def mlflow(self) -> Any:
         import os
@@ -63,7 +65,10 @@ class ModelRegistry(dg.ConfigurableResource):
         found = mlflow.get_experiment_by_name(name)
         if found is not None:
             return found.experiment_id
-        location = self._artifact_root() / name
+        root = self._artifact_root()
+        if "://" in root:
+            return mlflow.create_experiment(name, artifact_location=f"{root.rstrip('/')}/{name}")
+        location = Path(root) / name
         location.mkdir(parents=True, exist_ok=True)
         return mlflow.create_experiment(name, artifact_location=str(location))
 

@@ -1,69 +1,62 @@
-"""The warehouse: DuckDB by default. Tables: raw.<model>_batches (validated batches, the dbt source),
-features.* (built by dbt), serving.batch_predictions."""
+"""The warehouse: DuckDB by default, PostgreSQL in the production profile. Tables: raw.<model>_batches
+(validated batches, the dbt source), features.* (built by dbt), serving.*, registry.*, governance.*,
+monitoring.*. The engine-specific parts are in ml_platform/sql.py."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
 import pandas as pd
 
 from ml_platform import settings
 from ml_platform.settings import MODEL_VERSIONS_TABLE, PREDICTIONS_TABLE
+from ml_platform.sql import (
+    Connection,
+    WarehouseError,
+    arrow_converts_like_duckdb,
+    arrow_to_frame,
+    connect,
+    is_postgres,
+)
 
-
-class WarehouseError(RuntimeError):
-    pass
+__all__ = ["Warehouse", "WarehouseError"]
 
 
 class Warehouse(dg.ConfigurableResource):
-    """Narrow access to the warehouse. Connections are short-lived: dbt opens the same file between our calls."""
+    """Narrow access to the warehouse. Connections are short-lived: dbt writes to the same store between our calls."""
 
-    path: str | None = None
+    url: str | None = None  # a DuckDB file or a postgresql:// URL; default: the profile's (settings)
 
-    def location(self) -> Path:
-        return Path(self.path) if self.path else settings.platform_paths().warehouse
+    def location(self) -> str:
+        return self.url or settings.platform_paths().warehouse_url
+
+    @property
+    def engine(self) -> str:
+        return "postgres" if is_postgres(self.location()) else "duckdb"
+
+    def exists(self) -> bool:
+        return self.engine == "postgres" or Path(self.location()).exists()
 
     @contextmanager
-    def connect(self, read_only: bool = False) -> Iterator[Any]:
-        import duckdb
-
-        location = self.location()
-        if read_only and not location.exists():
-            raise WarehouseError(f"warehouse {location} does not exist yet: run the lifecycle first")
-        location.parent.mkdir(parents=True, exist_ok=True)
-        # DuckDB allows one writing process per file; wait briefly for another process's lock.
-        for attempt in range(50):
-            try:
-                con = duckdb.connect(str(location), read_only=read_only)
-                break
-            except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower() or attempt == 49:
-                    raise
-                time.sleep(0.2)
+    def connect(self, read_only: bool = False) -> Iterator[Connection]:
+        con = connect(self.location(), read_only=read_only)
         try:
             yield con
         finally:
             con.close()
 
     def table_exists(self, table: str) -> bool:
-        if not self.location().exists():
+        if not self.exists():
             return False
-        schema, name = table.split(".")
         with self.connect(read_only=True) as con:
-            found = con.execute(
-                "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
-                [schema, name],
-            ).fetchall()[0][0]
-        return bool(found)
+            return con.table_exists(table)
 
     def query(self, sql: str, params: list | None = None) -> pd.DataFrame:
         with self.connect(read_only=True) as con:
-            return con.execute(sql, params or []).df()
+            return con.frame(sql, params or [])
 
     def iter_query(self, sql: str, params: list | None = None, chunk_rows: int = 100_000) -> Iterator[pd.DataFrame]:
         """The rows of `sql` as frames of at most `chunk_rows` rows, read as they are consumed: memory holds a
@@ -71,44 +64,44 @@ class Warehouse(dg.ConfigurableResource):
         open until the generator is exhausted or closed."""
         if chunk_rows < 1:
             raise ValueError(f"chunk_rows must be 1 or more, got {chunk_rows}")
-        if not self.location().exists():
+        if not self.exists():
             raise WarehouseError(f"warehouse {self.location()} does not exist yet: run the lifecycle first")
         # Read-write, as write_predictions connects: DuckDB refuses a read-only and a read-write connection
         # to one file in one process, and batch scoring writes predictions while it reads features.
         with self.connect() as con:
-            reader = con.sql(sql, params=params or []).to_arrow_reader(chunk_rows)
-            if all(_arrow_converts_like_duckdb(field.type) for field in reader.schema):
-                yield from _arrow_chunks(reader, chunk_rows)
+            batches = con.arrow_batches(sql, params or [])
+            first = next(batches, None)
+            if first is None:
+                return
+            if con.engine == "postgres" or all(arrow_converts_like_duckdb(f.type) for f in first.schema):
+                yield from _rechunked(first, batches, chunk_rows)
                 return
             # A type whose Arrow -> pandas conversion differs from DuckDB's own: DuckDB converts (slower).
-            reader.close()
-            result = con.execute(sql, params or [])
+            batches.close()
+            result = con.raw.execute(sql, params or [])
             while len(chunk := result.fetch_df_chunk(max(1, chunk_rows // _DUCKDB_VECTOR_ROWS))):
                 yield chunk
 
     def append_batch(self, table: str, snapshot_path: Path, snapshot_sha: str, batch_id: str) -> dict[str, int]:
         """Append a validated snapshot to `table` once: appending the same snapshot again is a no-op."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
         schema = table.split(".")[0]
-        select = (
-            "select *, ? as _snapshot_hash, ? as _batch_id, current_timestamp as _ingested_at "
-            "from read_parquet(?)"
-        )
-        params = [snapshot_sha, batch_id, str(snapshot_path)]
         with self.connect() as con:
             con.execute(f"create schema if not exists {schema}")
-            exists = con.execute(
-                "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
-                [schema, table.split(".")[1]],
-            ).fetchall()[0][0]
+            exists = con.table_exists(table)
             appended = 0
-            if not exists:
-                con.execute(f"create table {table} as {select}", params)
-                appended = con.execute(f"select count(*) from {table}").fetchall()[0][0]
-            elif not con.execute(f"select count(*) from {table} where _snapshot_hash = ?", [snapshot_sha]).fetchall()[0][0]:
-                con.execute("begin")
-                con.execute(f"insert into {table} by name {select}", params).fetchall()
-                con.execute("commit")
-                appended = con.execute(f"select count(*) from {table} where _snapshot_hash = ?", [snapshot_sha]).fetchall()[0][0]
+            if not exists or not con.execute(f"select count(*) from {table} where _snapshot_hash = ?",
+                                             [snapshot_sha]).fetchall()[0][0]:
+                data = pq.read_table(snapshot_path)
+                rows = data.num_rows
+                data = (data.append_column("_snapshot_hash", pa.repeat(pa.scalar(snapshot_sha, pa.string()), rows))
+                        .append_column("_batch_id", pa.repeat(pa.scalar(batch_id, pa.string()), rows))
+                        .append_column("_ingested_at", pa.repeat(pa.scalar(_now(), pa.timestamp("us")), rows)))
+                with con.transaction():
+                    con.insert_arrow(table, data, create=not exists)
+                appended = rows
             total, batches = con.execute(f"select count(*), count(distinct _snapshot_hash) from {table}").fetchall()[0]
         return {"appended_rows": int(appended), "total_rows": int(total), "batches": int(batches)}
 
@@ -126,21 +119,12 @@ class Warehouse(dg.ConfigurableResource):
             con.execute(
                 f"""create table if not exists {PREDICTIONS_TABLE} (
                     prediction_id varchar primary key, entity_id varchar, model_name varchar,
-                    model_version varchar, snapshot_hash varchar, score double, scored_at timestamp)"""
+                    model_version varchar, snapshot_hash varchar, score double precision, scored_at timestamp)"""
             )
-            # One transaction: a batch is stored whole or not at all, and DuckDB commits once, not per chunk.
-            con.execute("begin")
-            try:
+            # One transaction: a batch is stored whole or not at all, and the store commits once, not per chunk.
+            with con.transaction():
                 for chunk in chunks:
-                    con.register("incoming", chunk)
-                    # The insert reports the rows it added; ids already stored are ignored.
-                    written += con.execute(
-                        f"insert or ignore into {PREDICTIONS_TABLE} by name select * from incoming").fetchall()[0][0]
-                    con.unregister("incoming")
-            except BaseException:
-                con.execute("rollback")
-                raise
-            con.execute("commit")
+                    written += con.insert_frame(PREDICTIONS_TABLE, chunk, ignore_conflicts=True)
         return int(written)
 
     def record_model_version(self, record: dict[str, str]) -> None:
@@ -156,54 +140,29 @@ class Warehouse(dg.ConfigurableResource):
             )
             columns = ", ".join(record)
             marks = ", ".join("?" for _ in record)
-            con.execute(f"insert into {MODEL_VERSIONS_TABLE} ({columns}, created_at) values ({marks}, current_timestamp)",
-                        list(record.values())).fetchall()
+            con.execute(f"insert into {MODEL_VERSIONS_TABLE} ({columns}, created_at) values ({marks}, ?)",
+                        [*record.values(), _now()])
 
 
 _DUCKDB_VECTOR_ROWS = 2048  # fetch_df_chunk counts in DuckDB vectors of this many rows
 
 
-def _arrow_converts_like_duckdb(arrow_type: Any) -> bool:
-    """Types whose Arrow -> pandas conversion `_arrow_frame` makes equal to DuckDB's `.df()`."""
+def _now():
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _rechunked(first, batches, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """Record batches cut where the engine cut them; re-cut them to `chunk_rows` rows each."""
     import pyarrow as pa
 
-    t = pa.types
-    return (t.is_string(arrow_type) or t.is_large_string(arrow_type) or t.is_floating(arrow_type)
-            or t.is_integer(arrow_type) or t.is_boolean(arrow_type) or t.is_date32(arrow_type)
-            or t.is_decimal(arrow_type) or (t.is_timestamp(arrow_type) and arrow_type.tz is None))
-
-
-def _arrow_chunks(reader: Any, chunk_rows: int) -> Iterator[pd.DataFrame]:
-    """DuckDB's record batches cut at row-group boundaries; re-cut them to `chunk_rows` each."""
-    import pyarrow as pa
-
-    pending = pa.Table.from_batches([], schema=reader.schema)
-    for batch in reader:
+    pending = pa.Table.from_batches([first])
+    for batch in batches:
         pending = pa.concat_tables([pending, pa.Table.from_batches([batch])])
         while pending.num_rows >= chunk_rows:
-            yield _arrow_frame(pending.slice(0, chunk_rows))
+            yield arrow_to_frame(pending.slice(0, chunk_rows))
             pending = pending.slice(chunk_rows)
-    if pending.num_rows:
-        yield _arrow_frame(pending)
-
-
-def _arrow_frame(table: Any) -> pd.DataFrame:
-    """Arrow -> pandas with DuckDB's dtypes: integers and booleans with nulls become Int32, boolean, ...
-    (not float and object), dates datetime64[us], decimals float64. Arrow's conversion is about twice as
-    fast as DuckDB's on text columns: it shares repeated strings instead of making one object per row."""
-    import pyarrow as pa
-
-    frame = table.to_pandas(date_as_object=False)
-    for name, column in zip(table.column_names, table.columns, strict=True):
-        kind = column.type
-        if (pa.types.is_integer(kind) or pa.types.is_boolean(kind)) and column.null_count:
-            frame[name] = column.to_pandas(types_mapper=lambda t: pd.api.types.pandas_dtype(_NULLABLE[str(t)])).array
-        elif pa.types.is_date32(kind):
-            frame[name] = frame[name].astype("datetime64[us]")
-        elif pa.types.is_decimal(kind):
-            frame[name] = column.cast(pa.float64()).to_numpy()
-    return frame
-
-
-_NULLABLE = {"bool": "boolean", "int8": "Int8", "int16": "Int16", "int32": "Int32", "int64": "Int64",
-             "uint8": "UInt8", "uint16": "UInt16", "uint32": "UInt32", "uint64": "UInt64"}
+    while pending.num_rows:
+        yield arrow_to_frame(pending.slice(0, chunk_rows))
+        pending = pending.slice(chunk_rows)

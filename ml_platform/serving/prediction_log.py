@@ -44,7 +44,7 @@ class PredictionLog:
         con.execute("create schema if not exists serving")
         con.execute(f"""create table if not exists {PREDICTION_LOG_TABLE} (
             prediction_id varchar, logged_at timestamp, entity_id varchar, model_name varchar,
-            model_version varchar, variant varchar, score double, label varchar, latency_ms double,
+            model_version varchar, variant varchar, score double precision, label varchar, latency_ms double precision,
             features varchar)""")
 
     def append(self, *, prediction_ids: list[str], entity_ids: list[str | None], model_name: str,
@@ -90,9 +90,7 @@ class PredictionLog:
         try:
             with self.warehouse.connect() as con:
                 self._create_table(con)
-                con.register("incoming", frame)
-                con.execute(f"insert into {PREDICTION_LOG_TABLE} by name select * from incoming").fetchall()
-                con.unregister("incoming")
+                con.insert_frame(PREDICTION_LOG_TABLE, frame)
         except Exception as exc:  # keep the rows; the next flush tries again
             self.last_error = f"prediction log write failed ({len(frame)} rows kept): {exc}"
             log.error(self.last_error)

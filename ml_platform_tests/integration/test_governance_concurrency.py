@@ -38,7 +38,7 @@ def _register_versions(registry: ModelRegistry) -> None:
 
 
 def _governance(uri: str, artifacts: str, warehouse: str) -> Governance:
-    return Governance(registry=ModelRegistry(tracking_uri=uri, artifact_root=artifacts), warehouse=Warehouse(path=warehouse))
+    return Governance(registry=ModelRegistry(tracking_uri=uri, artifact_root=artifacts), warehouse=Warehouse(url=warehouse))
 
 
 def _worker(args: tuple[int, str, str, str]) -> dict:

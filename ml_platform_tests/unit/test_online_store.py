@@ -163,7 +163,7 @@ def test_readers_see_the_old_table_or_the_new_one_never_a_part(store):
 
 
 def test_latest_rows_query_keeps_the_newest_event_then_the_latest_batch(tmp_path):
-    warehouse = Warehouse(path=str(tmp_path / "w.duckdb"))
+    warehouse = Warehouse(url=str(tmp_path / "w.duckdb"))
     with warehouse.connect() as con:
         con.execute("create schema features")
         con.execute("""create table features.f as select * from (values

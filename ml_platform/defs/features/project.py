@@ -43,5 +43,5 @@ def feature_project() -> DbtProject:
     return DbtProject(
         project_dir=settings.DBT_PROJECT_DIR,
         profiles_dir=settings.DBT_PROJECT_DIR,
-        target=os.environ.get("ML_PLATFORM_DBT_TARGET") or None,
+        target=None,  # profiles.yml picks it from ML_PLATFORM_DBT_TARGET, which the profile sets (storage.py)
     )

@@ -62,7 +62,7 @@ def cost_report(context: dg.AssetExecutionContext, project: ProjectResource, reg
     with warehouse.connect() as con:
         con.execute("create schema if not exists monitoring")
         con.execute(f"""create table if not exists {COST_TABLE} (
-            recorded_at timestamp, model_name varchar, champion_version varchar, metric varchar, value double)""")
+            recorded_at timestamp, model_name varchar, champion_version varchar, metric varchar, value double precision)""")
         con.executemany(f"insert into {COST_TABLE} values (?, ?, ?, ?, ?)",
                         [[now, name, champion, k, v] for k, v in metrics.items()])
     return dg.Output(

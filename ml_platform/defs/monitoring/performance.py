@@ -48,14 +48,14 @@ LABEL_FILES_TABLE = "monitoring.label_files"  # every label file ingested, by co
 
 _LABELS_DDL = f"""create table if not exists {LABELS_TABLE} (
     prediction_id varchar primary key, entity_id varchar, model_name varchar, model_version varchar,
-    source varchar, score double, label varchar, is_positive boolean, prediction_day date,
+    source varchar, score double precision, label varchar, is_positive boolean, prediction_day date,
     labeled_at timestamp, file_name varchar, file_sha256 varchar, ingested_at timestamp)"""
 _LABEL_FILES_DDL = f"""create table if not exists {LABEL_FILES_TABLE} (
     file_sha256 varchar primary key, file_name varchar, model_name varchar, file_rows integer,
     new_labels integer, already_stored integer, ingested_at timestamp)"""
 _LIVE_DDL = f"""create table if not exists {LIVE_PERFORMANCE_TABLE} (
-    model_name varchar, day date, labelled_rows integer, daily_metric double, window_rows integer,
-    rolling_metric double, below_floor boolean, metric varchar, floor double, computed_at timestamp)"""
+    model_name varchar, day date, labelled_rows integer, daily_metric double precision, window_rows integer,
+    rolling_metric double precision, below_floor boolean, metric varchar, floor double precision, computed_at timestamp)"""
 
 
 @dg.asset(
@@ -163,17 +163,9 @@ def _ingest(cfg: Any, warehouse: Warehouse, files: list[Path]):
                                 "already_stored": r.already_stored, "ingested_at": now}
                                for path, sha, r in accepted])
         # One transaction: every accepted file's labels and its ledger row are stored together, or nothing is.
-        con.execute("begin")
-        try:
-            con.register("incoming_labels", new)
-            con.register("incoming_files", ledger)
-            columns = ", ".join(LABEL_COLUMNS)
-            con.execute(f"insert into {LABELS_TABLE} ({columns}) select {columns} from incoming_labels").fetchall()
-            con.execute(f"insert into {LABEL_FILES_TABLE} by name select * from incoming_files").fetchall()
-        except BaseException:
-            con.execute("rollback")
-            raise
-        con.execute("commit")
+        with con.transaction():
+            con.insert_frame(LABELS_TABLE, new[list(LABEL_COLUMNS)])
+            con.insert_frame(LABEL_FILES_TABLE, ledger)
     return accepted, repeated, rejected
 
 
@@ -189,13 +181,13 @@ def _candidates(con: Any, cfg: Any, labels: pd.DataFrame, tables: set[str]) -> t
     sql = known_predictions_query(batch_table=batch, log_table=log,
                                   feature_table=feature_table if feature_table in tables else None,
                                   id_column=cfg.data.id_column, timestamp_column=cfg.data.timestamp_column)
-    predictions = con.execute(sql, [cfg.model.name] * (bool(batch) + bool(log))).df()
+    predictions = con.frame(sql, [cfg.model.name] * (bool(batch) + bool(log)))
     con.unregister("label_keys")
     if predictions.empty:
         return predictions, empty_stored
     con.register("named_predictions", predictions[["prediction_id"]])
-    stored = con.execute(f"select prediction_id, label, file_name from {LABELS_TABLE} "
-                         "where prediction_id in (select prediction_id from named_predictions)").df()
+    stored = con.frame(f"select prediction_id, label, file_name from {LABELS_TABLE} "
+                       "where prediction_id in (select prediction_id from named_predictions)")
     con.unregister("named_predictions")
     return predictions, stored
 
@@ -276,15 +268,9 @@ def _write_days(warehouse: Warehouse, model_name: str, perf: LivePerformance) ->
     with warehouse.connect() as con:
         con.execute("create schema if not exists monitoring")
         con.execute(_LIVE_DDL)
-        con.register("days", frame)
-        con.execute("begin")
-        try:
+        with con.transaction():
             con.execute(f"delete from {LIVE_PERFORMANCE_TABLE} where model_name = ?", [model_name])
-            con.execute(f"insert into {LIVE_PERFORMANCE_TABLE} by name select * from days").fetchall()
-        except BaseException:
-            con.execute("rollback")
-            raise
-        con.execute("commit")
+            con.insert_frame(LIVE_PERFORMANCE_TABLE, frame)
 
 
 @dg.asset_sensor(asset_key=dg.AssetKey("live_performance"), job=retraining_job, minimum_interval_seconds=60,

@@ -15,8 +15,10 @@ def latest_rows_query(table: str, id_column: str, columns: list[str], timestamp_
     because a batch id is only a label (a file or table name outside the demo); it decides between rows of
     the same event time, and the snapshot hash makes the choice deterministic whatever is left."""
     order = [f"{c} desc nulls last" for c in (timestamp_column, "batch_id", "snapshot_hash") if c and c in columns]
-    return (f"select * from {table} "
-            f"qualify row_number() over (partition by {id_column} order by {', '.join(order) or id_column}) = 1")
+    # A subquery, not DuckDB's QUALIFY: PostgreSQL has no QUALIFY.
+    rank = f"row_number() over (partition by {id_column} order by {', '.join(order) or id_column})"
+    return (f"select {', '.join(columns)} from (select *, {rank} as _latest_rank from {table}) ranked "
+            "where _latest_rank = 1")
 
 
 @dg.asset(
