@@ -91,15 +91,28 @@ class Connection:
         return bool(found)
 
     def insert_frame(self, table: str, frame: pd.DataFrame, *, ignore_conflicts: bool = False) -> int:
-        """Insert `frame`'s rows into `table` by column name; with `ignore_conflicts`, rows whose key is already
-        stored are skipped. Returns the rows inserted."""
-        columns = ", ".join(_quote(c) for c in frame.columns)
+        """Insert `frame`'s rows into `table` by column name, each value cast to its column's type; with
+        `ignore_conflicts`, rows whose key is already stored are skipped. Returns the rows inserted."""
+        names = ", ".join(_quote(c) for c in frame.columns)
+        values = ", ".join(self._cast_to_column(table, c) for c in frame.columns)
         self.register("_incoming", frame)
         try:
-            insert = f"insert into {table} ({columns}) select {columns} from _incoming"
-            return self._insert_counting(insert + (" on conflict do nothing" if ignore_conflicts else ""))
-        finally:
-            self.unregister("_incoming")
+            insert = f"insert into {table} ({names}) select {values} from _incoming"
+            added = self._insert_counting(insert + (" on conflict do nothing" if ignore_conflicts else ""))
+        except BaseException:
+            self._drop_quietly("_incoming")  # the statement's own error is the one to see
+            raise
+        self.unregister("_incoming")
+        return added
+
+    def _cast_to_column(self, table: str, column: str) -> str:
+        return _quote(column)
+
+    def _drop_quietly(self, name: str) -> None:
+        try:
+            self.unregister(name)
+        except Exception:
+            pass
 
     def _insert_counting(self, insert: str) -> int:
         """Run an insert and return the rows it added."""
@@ -202,6 +215,7 @@ class PostgresConnection(Connection):
 
             raise WarehouseError(f"cannot connect to the PostgreSQL warehouse {redacted(url)}: {_first_line(exc)}") from None
         self._cursor = self.raw.cursor()
+        self._column_types: dict[str, dict[str, str]] = {}
         self._cursor.execute("set timezone = 'UTC'")  # timestamps are stored as UTC, as DuckDB does
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Result:
@@ -240,6 +254,17 @@ class PostgresConnection(Connection):
     def _insert_counting(self, insert: str) -> int:
         [(added,)] = self.execute(f"with added as ({insert} returning 1) select count(*) from added").fetchall()
         return int(added)
+
+    def _cast_to_column(self, table: str, column: str) -> str:
+        # A frame's column can arrive as text (all nulls, or an empty frame); PostgreSQL, unlike DuckDB,
+        # does not cast text to the column's type on insert.
+        if table not in self._column_types:
+            schema, name = table.split(".")
+            self._column_types[table] = dict(self.execute(
+                "select column_name, data_type from information_schema.columns where table_schema = ? and "
+                "table_name = ?", [schema, name]).fetchall())
+        kind = self._column_types[table].get(column)
+        return f"cast({_quote(column)} as {kind})" if kind else _quote(column)
 
     def insert_arrow(self, table: str, data: pa.Table, *, create: bool = False) -> None:
         schema, name = table.split(".")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from ml_platform import settings
@@ -44,8 +45,9 @@ def model_status() -> dict:
     status: dict[str, Any] = {"model": name, "risk_tier": config.model.risk_tier, "tracking_uri": paths.tracking_uri,
                               "registered": False, "champion": None, "previous_champion": None,
                               "challenger": None, "versions": 0}
-    if not (paths.mlflow_dir / "mlflow.db").exists():
-        return status
+    uri = paths.tracking_uri
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        return status  # nothing registered yet; asking would create an empty store
     versions = registry.versions(name)
     if not versions:
         return status

@@ -1,4 +1,5 @@
-"""The whole lifecycle on the embedded default: real Dagster, dbt on DuckDB, GX, scikit-learn, MLflow, Evidently."""
+"""The whole lifecycle on the embedded default and on the PostgreSQL profile: real Dagster, dbt (DuckDB or
+PostgreSQL), GX, scikit-learn, MLflow, Evidently."""
 
 import json
 import subprocess
@@ -20,7 +21,14 @@ LINEAGE_TAGS = ("data_snapshot_sha256", "data_snapshot_path", "feature_code_vers
                 "gate_reasons", "gate_evidence")
 
 
-def test_full_lifecycle_from_raw_batches_to_a_gated_champion(platform_env, tmp_path):
+@pytest.fixture(params=["embedded", "postgres"])
+def profile(request, platform_env):
+    if request.param == "postgres":
+        request.getfixturevalue("postgres_profile")  # ML_PLATFORM_DATABASE_URL: fresh databases, dropped after
+    return request.param
+
+
+def test_full_lifecycle_from_raw_batches_to_a_gated_champion(profile, platform_env, tmp_path):
     config = write_config(tmp_path, {"data": {"source": {"demo": {"data_drift_from_batch": 2}}}})
 
     first = run_lifecycle(config_file=config)
@@ -99,3 +107,17 @@ def test_full_lifecycle_from_raw_batches_to_a_gated_champion(platform_env, tmp_p
     assert status["champion"]["version"] == registry.champion_version("churn")
     assert status["champion"]["lineage"]["data_snapshot_sha256"]
     assert status["versions"] == 3
+
+    # Every store is where the profile says, and nothing of the other profile was made.
+    from ml_platform.runner import dagster_instance
+
+    with dagster_instance() as instance:
+        storage = type(instance.run_storage).__name__
+    if profile == "postgres":
+        assert registry.resolved_tracking_uri().startswith("postgresql")
+        assert Warehouse().engine == "postgres"
+        assert storage == "PostgresRunStorage"
+        assert not (platform_env / "warehouse.duckdb").exists() and not (platform_env / "mlflow" / "mlflow.db").exists()
+    else:
+        assert registry.resolved_tracking_uri().startswith("sqlite:///")
+        assert (Warehouse().engine, storage) == ("duckdb", "SqliteRunStorage")
