@@ -1,5 +1,5 @@
 """The Dagster code location: loads the defs folder (one folder per lifecycle stage) and applies the
-project-wide policies in one place."""
+project-wide policies in one place: owners from the config, code versions, the executor."""
 
 import warnings
 from pathlib import Path
@@ -7,10 +7,31 @@ from pathlib import Path
 import dagster as dg
 
 from ml_platform import settings
-from ml_platform.config import load_config
+from ml_platform.config import ProjectConfig, load_config
+from ml_platform.lib.code_version import asset_code_version
 
 # Dagster 1.13 warns about its own internals each time it attaches resources to a sensor; not ours to act on.
 warnings.filterwarnings("ignore", message="Parameter `owners` of initializer `SensorDefinition", category=dg.BetaWarning)
+
+# What each asset reads of the project config. A change there changes the asset's code version, so Dagster
+# shows it (and everything downstream) stale and `ml-platform run` recomputes it; a change elsewhere does not
+# (new training params retrain, they do not re-ingest). An asset not listed here depends on the whole config.
+CONFIG_READ: dict[str, tuple[str, ...]] = {
+    "raw_batch": ("model.name", "data"),
+    "validated_batches": ("model.name", "data"),
+    "training_data": ("model.name", "data", "features"),
+    "trained_model": ("model.name", "data", "features", "training"),
+    "model_evaluation": ("model.name", "data", "features", "training", "gate"),
+    "champion_model": ("model", "data", "features", "training", "gate", "governance"),
+    "batch_predictions": ("model.name", "data", "features"),
+    "online_features": ("model.name", "data", "features"),
+    "drift_report": ("model.name", "data", "features", "training", "drift"),
+    "prediction_drift": ("model.name", "data", "features", "training", "drift"),
+    "traffic_drift_report": ("model.name", "data", "features", "training", "drift"),
+    "late_labels": ("model.name", "data", "features", "performance"),
+    "live_performance": ("model.name", "data", "features", "performance"),
+    "cost_report": ("model.name",),
+}
 
 
 @dg.definitions
@@ -18,8 +39,34 @@ def defs() -> dg.Definitions:
     # Structural validation only (no estimator import): loading the definitions must stay cheap.
     config = load_config(settings.config_path(), check_imports=False)
     loaded = dg.load_from_defs_folder(path_within_project=Path(__file__).parent)
+    versions = _code_versions(loaded, config)
     with warnings.catch_warnings():
         # map_asset_specs is marked "preview" in Dagster 1.13; it is the documented way to apply a policy
         # to every asset, and test_dg_sees_every_stage checks the owners it sets.
         warnings.filterwarnings("ignore", category=dg.PreviewWarning)
-        return loaded.map_asset_specs(func=lambda spec: spec.replace_attributes(owners=[config.model.owner]))
+        return loaded.map_asset_specs(func=lambda spec: spec.replace_attributes(
+            owners=[config.model.owner],
+            code_version=spec.code_version or versions.get(spec.key.to_user_string()),
+        ))
+
+
+def _code_versions(loaded: dg.Definitions, config: ProjectConfig) -> dict[str, str]:
+    """Our assets' code versions (dbt's models carry their own: the SQL's checksum)."""
+    plain = config.model_dump(mode="json", by_alias=True)
+    versions = {}
+    for assets_def in loaded.assets or []:
+        if not isinstance(assets_def, dg.AssetsDefinition) or not assets_def.is_executable:
+            continue
+        module = assets_def.op.compute_fn.decorated_fn.__module__
+        for key in assets_def.keys:
+            name = key.to_user_string()
+            read = CONFIG_READ.get(name)
+            parts = {path: _at(plain, path) for path in read} if read is not None else plain
+            versions[name] = asset_code_version(module, parts)
+    return versions
+
+
+def _at(tree: dict, dotted: str):
+    for part in dotted.split("."):
+        tree = tree.get(part) if isinstance(tree, dict) else None
+    return tree
