@@ -44,10 +44,21 @@ def defs() -> dg.Definitions:
         # map_asset_specs is marked "preview" in Dagster 1.13; it is the documented way to apply a policy
         # to every asset, and test_dg_sees_every_stage checks the owners it sets.
         warnings.filterwarnings("ignore", category=dg.PreviewWarning)
-        return loaded.map_asset_specs(func=lambda spec: spec.replace_attributes(
+        mapped = loaded.map_asset_specs(func=lambda spec: spec.replace_attributes(
             owners=[config.model.owner],
             code_version=spec.code_version or versions.get(spec.key.to_user_string()),
         ))
+    return dg.Definitions.merge(mapped, dg.Definitions(executor=_executor()))
+
+
+def _executor() -> dg.ExecutorDefinition:
+    """Every job's executor, from ML_PLATFORM_EXECUTOR (settings.executor)."""
+    chosen = settings.executor()
+    if chosen == "celery":
+        from ml_platform.workers import executor_definition
+
+        return executor_definition()
+    return dg.multiprocess_executor if chosen == "multiprocess" else dg.in_process_executor
 
 
 def _code_versions(loaded: dg.Definitions, config: ProjectConfig) -> dict[str, str]:
@@ -55,7 +66,7 @@ def _code_versions(loaded: dg.Definitions, config: ProjectConfig) -> dict[str, s
     plain = config.model_dump(mode="json", by_alias=True)
     versions = {}
     for assets_def in loaded.assets or []:
-        if not isinstance(assets_def, dg.AssetsDefinition) or not assets_def.is_executable:
+        if not isinstance(assets_def, dg.AssetsDefinition) or not assets_def.is_materializable:
             continue
         module = assets_def.op.compute_fn.decorated_fn.__module__
         for key in assets_def.keys:

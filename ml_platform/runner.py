@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,15 +25,17 @@ class LifecycleResult:
     success: bool
     run_id: str
     job_name: str = LIFECYCLE_JOB
-    assets: dict[str, str] = field(default_factory=dict)   # asset key -> materialized | skipped | failed
+    assets: dict[str, str] = field(default_factory=dict)   # asset key -> materialized | skipped | failed | unchanged
+    unchanged: dict[str, dict] = field(default_factory=dict)  # asset key -> its last materialization (a cache hit)
     checks: dict[str, dict] = field(default_factory=dict)  # "asset:check" -> {"passed": bool, "metadata": ...}
     errors: list[str] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)  # asset key -> the asset's returned value
     log_file: str | None = None  # with quiet=True: where the run's console output went
 
     def to_json(self) -> dict:
-        return {"success": self.success, "run_id": self.run_id, "job": self.job_name, "assets": self.assets, "checks": self.checks,
-                "errors": self.errors, "outputs": self.outputs, "log_file": self.log_file}
+        return {"success": self.success, "run_id": self.run_id, "job": self.job_name, "assets": self.assets,
+                "unchanged": self.unchanged, "checks": self.checks, "errors": self.errors, "outputs": self.outputs,
+                "log_file": self.log_file}
 
 
 def use_environment(*, config_file: str | Path | None = None, home: str | Path | None = None,
@@ -69,14 +72,16 @@ def run_lifecycle(
     log_level: str = "WARNING",
     quiet: bool = False,
     job_name: str = LIFECYCLE_JOB,
+    incremental: bool = True,
 ) -> LifecycleResult:
-    """Materialize the lifecycle (or `selection`, a list of asset keys; or another job's assets, e.g.
-    DAILY_JOB) for one batch; never raises for a failed step: the result says which assets failed and
-    why. `quiet` sends the run's console output (dbt's log, warnings) to a file under
-    ML_PLATFORM_HOME/logs instead of the terminal."""
+    """Bring the lifecycle (or another job's assets, e.g. DAILY_JOB) up to date for one batch, like a build
+    system: the sources are observed, and only what is stale or missing is recomputed (`incremental=False`
+    recomputes everything; `selection`, a list of asset keys, runs exactly those). Never raises for a failed
+    step: the result says which assets failed and why, and which were unchanged. `quiet` sends the run's
+    console output (dbt's log, warnings) to a file under ML_PLATFORM_HOME/logs instead of the terminal."""
     import dagster as dg
 
-    use_environment(config_file=config_file, home=home)
+    config = use_environment(config_file=config_file, home=home)
     definitions = load_definitions()
     job = definitions.resolve_job_def(job_name)
     run_config: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": log_level}}}}
@@ -92,24 +97,179 @@ def run_lifecycle(
             stack.enter_context(contextlib.redirect_stdout(sink))
             stack.enter_context(contextlib.redirect_stderr(sink))
         instance = stack.enter_context(dagster_instance())
-        result = job.execute_in_process(
-            run_config=run_config,
-            instance=instance,
-            raise_on_error=False,
-            asset_selection=[dg.AssetKey.from_user_string(k) for k in selection] if selection else None,
-        )
-    summary = _summarize(result, job)
+        fail_abandoned_runs(instance)
+        if selection:
+            chosen = {dg.AssetKey.from_user_string(k) for k in selection}
+        elif incremental:
+            observe_sources(instance, config, batch=batch)
+            chosen = plan_incremental_run(instance, definitions, job)
+            if not chosen:
+                return _unchanged_summary(instance, job, log_file)
+        else:
+            chosen = None
+        summary = _execute(definitions, job, instance, run_config, chosen)
     summary.log_file = str(log_file) if log_file else None
     return summary
 
 
-def _summarize(result: Any, job: Any) -> LifecycleResult:
+def _execute(definitions: Any, job: Any, instance: Any, run_config: dict, chosen: set | None) -> LifecycleResult:
+    """Run the job (or the `chosen` assets of it) with the project's executor: in this process, or with its
+    steps in other processes or on Celery workers (execute_job, from the code location's module)."""
+    import dagster as dg
+
+    tags = launcher_tags()
+    selection = sorted(chosen, key=lambda k: k.to_user_string()) if chosen is not None else None
+    if settings.executor() == "in_process":
+        result = job.execute_in_process(run_config=run_config, instance=instance, raise_on_error=False,
+                                        asset_selection=selection, tags=tags)
+        return _summarize(result, job, chosen, instance)
+    from dagster._core.definitions.reconstruct import (
+        ReconstructableRepository,  # no public form for a code location module
+    )
+
+    reconstructable = ReconstructableRepository.for_module(
+        "ml_platform.definitions", "defs", working_directory=str(settings.PROJECT_ROOT),
+    ).get_reconstructable_job(job.name)
+    with dg.execute_job(reconstructable, instance=instance, run_config=run_config, tags=tags,
+                        asset_selection=selection, raise_on_error=False) as result:
+        return _summarize(result, job, chosen, instance)
+
+
+def launcher_tags() -> dict[str, str]:
+    """Which process runs (or waits on) the run: lets the next run tell a run whose process died."""
+    return {"ml_platform/host": socket.gethostname(), "ml_platform/pid": str(os.getpid())}
+
+
+def fail_abandoned_runs(instance: Any) -> list[str]:
+    """Runs this machine started from the CLI whose process is gone (killed mid-run) are marked failed and their
+    concurrency slots freed, so that they neither look alive in the UI nor hold the training pool forever.
+    (Runs the daemon launched are watched by Dagster's own run monitoring.)"""
+    import dagster as dg
+
+    failed = []
+    host = socket.gethostname()
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING],
+                                                      tags={"ml_platform/host": host})):
+        pid = int(run.tags.get("ml_platform/pid", "0") or 0)
+        if pid and not _alive(pid):
+            instance.report_run_failed(run, f"the process that ran it (pid {pid} on {host}) is gone: killed or "
+                                            "crashed mid-run; marked failed by the next ml-platform run")
+            instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+            failed.append(run.run_id)
+    return failed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (a killed child not yet reaped by its parent) is gone too.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def observe_sources(instance: Any, config: ProjectConfig, *, batch: str | None = None) -> dict[str, str]:
+    """Record each observable source's current version (defs/sources.py) where it changed; returns them all."""
+    from ml_platform.defs.sources import OBSERVERS, record_observation
+    from ml_platform.resources import Warehouse
+
+    paths, warehouse = settings.platform_paths(), Warehouse()
+    return {name: record_observation(instance, name, config, paths, warehouse, batch=batch) for name in OBSERVERS}
+
+
+def plan_incremental_run(instance: Any, definitions: Any, job: Any) -> set:
+    """The job's assets to recompute: stale (new code version, or an input's data version moved) or missing,
+    and everything downstream of them. An asset missing because its last run decided there was nothing to
+    produce (no champion yet, too little traffic), with the same inputs since, is up to date. raw_batch is
+    recomputed while its contract checks have not passed: its stored batch was quarantined."""
+    import dagster as dg
+    from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
+    from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
+    from dagster._time import get_current_datetime
+
+    graph = definitions.resolve_asset_graph()
+    view = AssetGraphView(temporal_context=TemporalContext(effective_dt=get_current_datetime(), last_event_id=None),
+                          instance=instance, asset_graph=graph)
+    resolver = CachingStaleStatusResolver(instance, graph, view)
+    in_job = {k for k in job.asset_layer.asset_graph.get_all_asset_keys() if graph.get(k).is_materializable}
+    chosen: set = set()
+    for key in graph.toposorted_asset_keys:
+        if key not in in_job:
+            continue
+        node = graph.get(key)
+        status = resolver.get_status(key)
+        if (status == StaleStatus.STALE or any(p in chosen for p in node.parent_keys)
+                or (status == StaleStatus.MISSING and not _decided_nothing_to_produce(instance, key, node.parent_keys))):
+            chosen.add(key)
+    raw_batch = dg.AssetKey("raw_batch")
+    if raw_batch in in_job and raw_batch not in chosen and not _checks_passed(instance, graph, raw_batch):
+        chosen |= {raw_batch} | {k for k in in_job if raw_batch in graph.get_ancestor_asset_keys(k)}
+    return chosen
+
+
+def _decided_nothing_to_produce(instance: Any, key: Any, parents: Any) -> bool:
+    """The last run that planned `key` succeeded without producing it, and no input moved after that run."""
+    import dagster as dg
+
+    planned = instance.get_latest_planned_materialization_info(key)
+    if planned is None:
+        return False
+    ended = instance.get_records_for_run(planned.run_id, of_type=dg.DagsterEventType.RUN_SUCCESS, limit=1).records
+    if not ended:
+        return False
+    for parent in parents:
+        latest = instance.get_latest_data_version_record(parent)
+        if latest is not None and latest.storage_id > ended[0].storage_id:
+            return False
+    return True
+
+
+def _checks_passed(instance: Any, graph: Any, key: Any) -> bool:
+    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+
+    check_keys = [c for c in graph.asset_check_keys if c.asset_key == key and graph.get_check_spec(c).blocking]
+    latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(check_keys)
+    return all(latest.get(c) is not None and latest[c].status == AssetCheckExecutionRecordStatus.SUCCEEDED
+               for c in check_keys)
+
+
+def _unchanged_summary(instance: Any, job: Any, log_file: Path | None) -> LifecycleResult:
+    """Nothing to recompute: every asset is reported unchanged, with what its last materialization recorded."""
+    summary = LifecycleResult(success=True, run_id="", job_name=job.name,
+                              log_file=str(log_file) if log_file else None)
+    graph = job.asset_layer.asset_graph
+    for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
+        if graph.get(key).is_materializable:
+            summary.assets[key.to_user_string()] = "unchanged"
+            summary.unchanged[key.to_user_string()] = _last_materialization(instance, key)
+    return summary
+
+
+def _last_materialization(instance: Any, key: Any) -> dict:
+    event = instance.get_latest_materialization_event(key)
+    if event is None:
+        return {"materialized": False}
+    metadata = event.asset_materialization.metadata
+    return {"run_id": event.run_id, "at": datetime.fromtimestamp(event.timestamp, UTC).isoformat(timespec="seconds"),
+            **{k: _plain(metadata[k]) for k in _CACHE_METADATA if k in metadata}}
+
+
+# What the summary repeats of an unchanged asset's last materialization.
+_CACHE_METADATA = ("model_version", "snapshot_sha256", "rows", "decision", "champion_version", "batch_id")
+
+
+def _summarize(result: Any, job: Any, chosen: set | None, instance: Any) -> LifecycleResult:
     import dagster as dg
 
     summary = LifecycleResult(success=result.success, run_id=result.run_id, job_name=job.name)
     graph = job.asset_layer.asset_graph
     planned = {key.to_user_string() for key in graph.get_all_asset_keys()
-               if graph.get(key).is_materializable}
+               if graph.get(key).is_materializable and (chosen is None or key in chosen)}
     materialized: set[str] = set()
     failed_steps: dict[str, str] = {}
     for event in result.all_events:
@@ -127,11 +287,17 @@ def _summarize(result: Any, job: Any) -> LifecycleResult:
             message = _root_message(error)
             failed_steps[event.step_key] = message
             summary.errors.append(f"{event.step_key}: {message}")
-    for key in sorted(planned):
-        if key in materialized:
-            summary.assets[key] = "materialized"
+        elif kind == dg.DagsterEventType.RUN_FAILURE and not failed_steps and event.message:
+            summary.errors.append(event.message)
+    for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
+        name = key.to_user_string()
+        if not graph.get(key).is_materializable:
+            continue
+        if name not in planned:
+            summary.assets[name] = "unchanged"
+            summary.unchanged[name] = _last_materialization(instance, key)
         else:
-            summary.assets[key] = "skipped"
+            summary.assets[name] = "materialized" if name in materialized else "skipped"
     for step in failed_steps:
         for key in _keys_of_step(job, step):
             summary.assets[key] = "failed"
@@ -184,7 +350,8 @@ def tick_sensor(sensor_name: str) -> list[Any]:
             quiet_logs = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
             results.append(job.execute_in_process(
                 run_config={**(request.run_config or {}), **quiet_logs}, instance=instance, raise_on_error=False,
-                tags={**request.tags, "dagster/run_key": request.run_key, "dagster/sensor_name": sensor_name},
+                tags={**request.tags, "dagster/run_key": request.run_key, "dagster/sensor_name": sensor_name,
+                      **launcher_tags()},
             ))
     return results
 

@@ -84,10 +84,11 @@ def redacted(url: str) -> str:
 
 
 def executor() -> str:
-    """How a run's steps execute: `in_process` (the embedded default: DuckDB takes one writing process),
-    `multiprocess` (the production profile's default), or `celery` (ML_PLATFORM_EXECUTOR=celery: steps
-    go to Celery workers through ML_PLATFORM_CELERY_BROKER)."""
-    chosen = os.environ.get("ML_PLATFORM_EXECUTOR") or ("multiprocess" if database_url() else "in_process")
+    """How a run's steps execute (ML_PLATFORM_EXECUTOR): `in_process` (the default: one process, no start-up
+    cost per step), `multiprocess` (a process per step, independent steps in parallel) or `celery` (steps go to
+    `ml-platform worker` processes on any machine, through ML_PLATFORM_CELERY_BROKER). The last two need the
+    PostgreSQL profile: DuckDB takes one writing process at a time."""
+    chosen = os.environ.get("ML_PLATFORM_EXECUTOR") or "in_process"
     if chosen not in {"in_process", "multiprocess", "celery"}:
         raise ValueError(f"ML_PLATFORM_EXECUTOR={chosen!r}: expected in_process, multiprocess or celery")
     if chosen != "in_process" and not database_url():
@@ -97,7 +98,14 @@ def executor() -> str:
 
 
 def celery_broker() -> str:
+    """The Celery broker steps are queued on: RabbitMQ (default, local) or Redis (redis://host:6379/0)."""
     return os.environ.get("ML_PLATFORM_CELERY_BROKER") or "pyamqp://guest:guest@127.0.0.1:5672//"
+
+
+def dbt_project_dir() -> Path:
+    """The dbt feature project (ML_PLATFORM_DBT_PROJECT_DIR overrides; default: dbt_project/ in this repository)."""
+    explicit = os.environ.get("ML_PLATFORM_DBT_PROJECT_DIR")
+    return Path(explicit).resolve() if explicit else DBT_PROJECT_DIR
 
 
 def mlflow_ui_url() -> str:

@@ -1,5 +1,5 @@
-"""The jobs that run the lifecycle, and the daily schedule. Every job runs in one process: DuckDB takes
-one writing process at a time."""
+"""The jobs that run the lifecycle, and the daily schedule. Their executor is the project's (definitions.py,
+from ML_PLATFORM_EXECUTOR): in one process by default, or a process per step, or on Celery workers."""
 
 import dagster as dg
 
@@ -11,7 +11,6 @@ TRAINING_ASSETS = ("training_data", "trained_model", "model_evaluation", "champi
 lifecycle_job = dg.define_asset_job(
     "lifecycle",
     selection=dg.AssetSelection.all(),  # every asset; the approval job (registry/approvals.py) has no assets
-    executor_def=dg.in_process_executor,
     description="ingest → validate → features → train → evaluate → register → gate → score → monitor; "
     "online features are published once the features are built",
 )
@@ -21,7 +20,6 @@ daily_job = dg.define_asset_job(
     # Production's day: new data is validated, featurized, scored and monitored; training happens only when
     # monitoring asks for it (the drift and performance sensors) or a person runs the lifecycle.
     selection=dg.AssetSelection.all() - dg.AssetSelection.assets(*TRAINING_ASSETS),
-    executor_def=dg.in_process_executor,
     description="ingest → validate → features → score → monitor (drift, prediction drift, late labels, live "
     "performance, cost), with the champion as it is; no training",
 )

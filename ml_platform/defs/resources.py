@@ -11,6 +11,9 @@ def resources() -> dg.Definitions:
     registry, warehouse = ModelRegistry(), Warehouse()
     alerts = Alerts(warehouse=warehouse)
     return dg.Definitions(resources={
+        # Asset outputs (small dicts: paths, hashes, versions) kept under DAGSTER_HOME/storage, so that a run
+        # that recomputes only what changed finds the outputs of what did not.
+        "io_manager": dg.FilesystemIOManager(),
         "project": ProjectResource(),
         "warehouse": warehouse,
         "registry": registry,

@@ -90,8 +90,8 @@ class ModelRegistry(dg.ConfigurableResource):
     ) -> tuple[str, str]:
         """Log a fitted pipeline as a new MLflow run and register it. Returns (run_id, version).
 
-        The version is created only after the model's files are fully written, so a crash leaves
-        at most an unregistered run, never a half-registered version.
+        The version is created, with all its tags, in one registry call after the model's files are fully
+        written: a crash leaves at most an unregistered run, never a version without its lineage.
         """
         mlflow = self.mlflow()
         from mlflow.models import infer_signature
@@ -118,15 +118,22 @@ class ModelRegistry(dg.ConfigurableResource):
                 input_example=example,
                 pip_requirements=pip_requirements,  # given, so MLflow skips its slow import-tracing inference
                 skops_trusted_types=trusted_types,
-                registered_model_name=model_name,
-                await_registration_for=60,
             )
-        version = str(info.registered_model_version)
-        client = self.client()
-        for key, value in tags.items():
-            client.set_model_version_tag(model_name, version, key, value)
-        client.set_model_version_tag(model_name, version, "training_run_id", run.info.run_id)
-        return run.info.run_id, version
+        registered = mlflow.register_model(info.model_uri, model_name, await_registration_for=60,
+                                           tags={**tags, "training_run_id": run.info.run_id})
+        return run.info.run_id, str(registered.version)
+
+    def version_trained_from(self, model_name: str, training_key: str) -> Any | None:
+        """The registered version whose `training_key` tag is `training_key` (same data, code, config and seed),
+        or None. The tag is written with the version in one call, so a found version is complete."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            found = self.client().search_model_versions(
+                f"name = '{model_name}' and tags.training_key = '{training_key}'")
+        except MlflowException:
+            return None
+        return min(found, key=lambda v: int(v.version)) if found else None
 
     def load_model(self, model_name: str, version: str) -> Any:
         mlflow = self.mlflow()
@@ -219,6 +226,10 @@ class ModelRegistry(dg.ConfigurableResource):
             client.log_metric(run_id, key, float(value))
         for path in files:
             client.log_artifact(run_id, str(path), artifact_dir)
+
+    def download_artifacts(self, run_id: str, path: str, destination: Path) -> Path:
+        destination.mkdir(parents=True, exist_ok=True)
+        return Path(self.client().download_artifacts(run_id, path, str(destination)))
 
     def run(self, run_id: str) -> Any:
         return self.client().get_run(run_id)

@@ -127,6 +127,14 @@ class Warehouse(dg.ConfigurableResource):
                     written += con.insert_frame(PREDICTIONS_TABLE, chunk, ignore_conflicts=True)
         return int(written)
 
+    def model_version_recorded(self, model_name: str, version: str) -> bool:
+        if not self.table_exists(MODEL_VERSIONS_TABLE):
+            return False
+        with self.connect(read_only=True) as con:
+            [(found,)] = con.execute(f"select count(*) from {MODEL_VERSIONS_TABLE} where model_name = ? and version = ?",
+                                     [model_name, str(version)]).fetchall()
+        return bool(found)
+
     def record_model_version(self, record: dict[str, str]) -> None:
         """Append a version's lineage (strings only). A version is recorded once; a second call is refused."""
         with self.connect() as con:

@@ -29,12 +29,20 @@ def evaluate_on_holdout(model, split, cfg, latency_rows: int = 100):
     group_name="evaluation",
     kinds={"mlflow"},
     description="Holdout metrics of the newly registered version (ROC AUC, F1, log loss, Brier, calibration "
-    "error, per-row latency p99, fairness gap), ROC and calibration plots, and a JSON + HTML report.",
+    "error, per-row latency p99, fairness gap), ROC and calibration plots, and a JSON + HTML report. A reused "
+    "version (a training cache hit) keeps the evaluation it already has.",
 )
 def model_evaluation(context: dg.AssetExecutionContext, project: ProjectResource, registry: ModelRegistry,
                      trained_model: dict) -> dict:
     cfg = project.config()
     data = trained_model["training_data"]
+    if trained_model.get("cache_hit"):
+        recorded = _recorded_evaluation(project, registry, cfg.model.name, trained_model)
+        if recorded is not None:
+            context.add_output_metadata({"cache_hit": True, "model_version": trained_model["version"],
+                                         **{k: dg.MetadataValue.float(float(v)) for k, v in recorded["metrics"].items()},
+                                         "report_mlflow_uri": recorded["report_uri"]})
+            return recorded
     split = split_training_data(read_snapshot(Path(data["path"]), data["sha256"]), cfg)
     # Evaluate what the registry holds, not the object in memory: that is what will be served.
     model = registry.load_model(cfg.model.name, trained_model["version"])
@@ -62,6 +70,7 @@ def model_evaluation(context: dg.AssetExecutionContext, project: ProjectResource
     registry.tag_version(cfg.model.name, trained_model["version"], {"evaluation_report": report_uri})
 
     context.add_output_metadata({
+        "cache_hit": False,
         **{k: dg.MetadataValue.float(float(v)) for k, v in evaluation.metrics.items()},
         "baseline_roc_auc": float(baseline["roc_auc"]),
         "model_version": trained_model["version"],
@@ -76,3 +85,28 @@ def model_evaluation(context: dg.AssetExecutionContext, project: ProjectResource
             "by_group": evaluation.by_group, "baseline": baseline, "report_path": str(out / "evaluation.html"),
             "report_json_path": str(out / "evaluation.json"),
             "report_uri": report_uri, "training_data": data}
+
+
+def _recorded_evaluation(project: ProjectResource, registry: ModelRegistry, model_name: str,
+                         trained_model: dict) -> dict | None:
+    """The evaluation a version already has (its evaluation.json artifact), in this asset's output shape; None
+    when it has none (it was registered, then the run stopped before evaluation)."""
+    version, run_id = trained_model["version"], trained_model["run_id"]
+    report_uri = registry.find_version(model_name, version).tags.get("evaluation_report")
+    if not report_uri:
+        return None
+    out = project.paths().reports / "evaluation" / f"{model_name}-v{version}"
+    report_json = out / "evaluation.json"
+    if not report_json.exists():
+        registry.download_artifacts(run_id, "evaluation", out.parent / f"{out.name}.download")
+        (out.parent / f"{out.name}.download" / "evaluation").replace(out)
+    report = json.loads(report_json.read_text())
+
+    def floats(values: dict) -> dict:  # the JSON wrote NaN as null
+        return {k: float("nan") if v is None else v for k, v in values.items()}
+
+    return {"version": version, "run_id": run_id, "metrics": floats(report["metrics"]),
+            "by_group": {g: floats(m) for g, m in report["by_group"].items()},
+            "baseline": report["baseline"], "report_path": str(out / "evaluation.html"),
+            "report_json_path": str(report_json), "report_uri": report_uri,
+            "training_data": trained_model["training_data"]}

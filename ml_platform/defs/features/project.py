@@ -17,12 +17,12 @@ def _sources_newer_than(manifest: Path) -> bool:
     return any(
         p.stat().st_mtime > built
         for pattern in ("**/*.sql", "**/*.yml")
-        for p in settings.DBT_PROJECT_DIR.glob(pattern)
+        for p in manifest.parent.parent.glob(pattern)
         if "target" not in p.parts and "logs" not in p.parts
     )
 
 
-def prepare_manifest(project_dir: Path = settings.DBT_PROJECT_DIR) -> Path:
+def prepare_manifest(project_dir: Path) -> Path:
     """Run `dbt parse` (in dbt's own environment) when the manifest is missing or older than the SQL."""
     manifest = project_dir / "target" / "manifest.json"
     if manifest.exists() and not _sources_newer_than(manifest):
@@ -39,9 +39,10 @@ def prepare_manifest(project_dir: Path = settings.DBT_PROJECT_DIR) -> Path:
 
 @cache
 def feature_project() -> DbtProject:
-    prepare_manifest()
+    project_dir = settings.dbt_project_dir()
+    prepare_manifest(project_dir)
     return DbtProject(
-        project_dir=settings.DBT_PROJECT_DIR,
-        profiles_dir=settings.DBT_PROJECT_DIR,
+        project_dir=project_dir,
+        profiles_dir=project_dir,
         target=None,  # profiles.yml picks it from ML_PLATFORM_DBT_TARGET, which the profile sets (storage.py)
     )

@@ -14,6 +14,7 @@ class IngestionConfig(dg.Config):
 @dg.asset(
     group_name="ingestion",
     kinds={"parquet"},
+    deps=["source_data"],  # stale when the source delivers another batch (defs/sources.py)
     description="The newest source batch, stored as an immutable Parquet snapshot named by its SHA-256.",
 )
 def raw_batch(config: IngestionConfig, project: ProjectResource,

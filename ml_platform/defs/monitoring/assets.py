@@ -157,7 +157,7 @@ _CHECK_DESCRIPTION = "Fails when the share of drifted features reaches drift.dri
 @dg.asset(
     group_name="monitoring",
     kinds={"evidently"},
-    deps=[features.feature_models, "champion_model"],
+    deps=[features.feature_models, "champion_model", "champion_alias"],
     output_required=False,  # no champion yet (e.g. awaiting sign-off): nothing to do, and the run goes on
     description="Data drift of the newest batch's features against the champion's training rows: "
     "Evidently's test per column (drift.method, per-feature overrides), decided on every row; the HTML "
@@ -191,7 +191,7 @@ def no_dataset_drift(drift_report: dict) -> dg.AssetCheckResult:
 @dg.asset(
     group_name="monitoring",
     kinds={"evidently"},
-    deps=["champion_model"],
+    deps=["champion_model", "champion_alias", "prediction_log"],
     output_required=False,  # no champion or too little served traffic: nothing to compare
     description=f"Data drift of the served traffic (the online prediction log, last {TRAFFIC_WINDOW}) against "
     "the champion's training rows, with the same tests as drift_report.",

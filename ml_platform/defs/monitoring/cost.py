@@ -20,7 +20,7 @@ from ml_platform.settings import COST_TABLE, PREDICTION_LOG_TABLE, PREDICTIONS_T
 @dg.asset(
     group_name="monitoring",
     kinds={"duckdb"},
-    deps=["batch_predictions"],
+    deps=["batch_predictions", "prediction_log", "champion_alias"],
     description="Cost drift of the live model: request latency p99 and predictions in the last 24 h, the "
     "champion's training time and size, and how often the model was retrained; plotted over time.",
 )

@@ -61,7 +61,7 @@ _LIVE_DDL = f"""create table if not exists {LIVE_PERFORMANCE_TABLE} (
 @dg.asset(
     group_name="monitoring",
     kinds={"duckdb"},
-    deps=["batch_predictions"],  # after scoring: a label file may name the predictions just made
+    deps=["batch_predictions", "label_files"],  # after scoring: a label file may name the predictions just made
     check_specs=[dg.AssetCheckSpec(
         "label_files_accepted", asset="late_labels", blocking=False,
         description="Every label file of this run was ingested: none was rejected to the rejected/ folder.")],

@@ -15,7 +15,6 @@ from ml_platform.resources import ProjectResource
 retraining_job = dg.define_asset_job(
     "retraining",
     selection=dg.AssetSelection.assets("training_data", "trained_model", "model_evaluation", "champion_model"),
-    executor_def=dg.in_process_executor,
     description="Train a challenger on the current features and put it through the promotion gate.",
 )
 

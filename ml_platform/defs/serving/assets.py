@@ -17,7 +17,7 @@ CHUNK_ROWS = 100_000  # bounded memory: score and write the batch in chunks
     kinds={"duckdb", "mlflow"},
     # After the gate when both run, but the champion is read from the registry at run time: a sign-off
     # or a rollback since the gate ran (or a daily run with no training) scores with the live champion.
-    deps=[features.feature_models, "champion_model"],
+    deps=[features.feature_models, "champion_model", "champion_alias"],
     output_required=False,  # no champion yet (e.g. awaiting sign-off): nothing to do, and the run goes on
     description=f"Scores of the newest batch by the champion, appended to {PREDICTIONS_TABLE} "
     "(prediction id, entity id, model version, score, timestamp).",

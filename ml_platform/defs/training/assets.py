@@ -1,5 +1,7 @@
 """Training: snapshot the feature table, fit the configured Pipeline, log and register it in MLflow."""
 
+import hashlib
+import json
 import time
 from pathlib import Path
 
@@ -50,15 +52,29 @@ def training_data(project: ProjectResource, warehouse: Warehouse) -> dg.Output[d
     )
 
 
+def training_key(training_data: dict, code_version: str | None) -> str:
+    """What a fit is a function of: the training snapshot, the feature code and the asset's code version (its
+    source and the config it reads: estimator, params, seed, split, target). Equal keys, equal models."""
+    blob = json.dumps({"snapshot": training_data["sha256"], "features": training_data["feature_code_version"],
+                       "code": code_version}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
 @dg.asset(
     group_name="training",
     kinds={"sklearn", "mlflow"},
+    pool="training",  # at most one training step at a time on this instance, whoever started it (dagster.yaml)
     description="The configured scikit-learn Pipeline fitted on the training split, logged to MLflow with its "
-    "full lineage and registered as a new version of the registered model.",
+    "full lineage and registered as a new version of the registered model. A version already trained from "
+    "the same snapshot, feature code, code and config is reused (a cache hit), not trained again.",
 )
 def trained_model(context: dg.AssetExecutionContext, project: ProjectResource, registry: ModelRegistry,
                   warehouse: Warehouse, training_data: dict) -> dict:
     cfg = project.config()
+    key = training_key(training_data, context.assets_def.specs_by_key[context.asset_key].code_version)
+    reused = registry.version_trained_from(cfg.model.name, key)
+    if reused is not None:
+        return _reuse(context, registry, warehouse, cfg, reused, training_data)
     frame = read_snapshot(Path(training_data["path"]), training_data["sha256"])
     split = split_training_data(frame, cfg)
     pipeline = build_pipeline(cfg, split.X_train)
@@ -81,6 +97,7 @@ def trained_model(context: dg.AssetExecutionContext, project: ProjectResource, r
         "dagster_run_id": context.run.run_id,
         "python": versions["python"],
         "sklearn": versions["scikit-learn"],
+        "training_key": key,
     }
     spec = cfg.training.estimator
     params = {"estimator": spec.class_ or spec.pipeline, **{f"estimator.{k}": v for k, v in spec.params.items()},
@@ -101,7 +118,7 @@ def trained_model(context: dg.AssetExecutionContext, project: ProjectResource, r
         pip_requirements=[f"scikit-learn=={versions['scikit-learn']}", f"pandas=={versions['pandas']}",
                           f"numpy=={versions['numpy']}", f"skops=={versions['skops']}"],
     )
-    config_json = cfg.model_dump_json(by_alias=True, indent=2)
+    config_json = project_config_json(cfg)
     config_file = project.paths().reports / "configs" / f"{cfg.fingerprint()}.json"
     config_file.parent.mkdir(parents=True, exist_ok=True)
     config_file.write_text(config_json)
@@ -110,13 +127,9 @@ def trained_model(context: dg.AssetExecutionContext, project: ProjectResource, r
     registry.log_to_run(run_id, metrics={"fit_seconds": fit_seconds, "train_rows": len(split.X_train)},
                         files=[config_file], artifact_dir="config")
     # The lineage again in the warehouse: `ml-platform lineage` answers from one local query.
-    warehouse.record_model_version({
-        "model_name": cfg.model.name, "version": version, "run_id": run_id,
-        **{k: lineage[k] for k in ("data_snapshot_sha256", "data_snapshot_path", "feature_code_version",
-                                   "feature_table", "config_sha256", "git_commit", "seed", "split_rule")},
-        "config_json": config_json,
-    })
+    _record_lineage(warehouse, cfg.model.name, version, run_id, lineage, config_json)
     context.add_output_metadata({
+        "cache_hit": False,
         "model_version": version,
         "mlflow_run_id": run_id,
         "mlflow_run": dg.MetadataValue.url(registry.run_ui_url(run_id)),
@@ -127,4 +140,41 @@ def trained_model(context: dg.AssetExecutionContext, project: ProjectResource, r
         **{k: lineage[k] for k in ("data_snapshot_sha256", "feature_code_version", "git_commit", "seed")},
     })
     return {"model_name": cfg.model.name, "version": version, "run_id": run_id,
-            "training_data": training_data, "fit_seconds": fit_seconds}
+            "training_data": training_data, "fit_seconds": fit_seconds, "cache_hit": False}
+
+
+def _reuse(context: dg.AssetExecutionContext, registry: ModelRegistry, warehouse: Warehouse, cfg, reused,
+           training_data: dict) -> dict:
+    """The version already trained from these inputs: no fit, no new version. Its lineage row is written if a
+    crash came between registration and the warehouse write."""
+    version, run_id, tags = str(reused.version), reused.run_id, reused.tags
+    context.log.info(f"cache hit: version {version} was trained from the same snapshot, feature code, code "
+                     f"and config (training_key {tags['training_key'][:12]}); reusing it")
+    if not warehouse.model_version_recorded(cfg.model.name, version):
+        _record_lineage(warehouse, cfg.model.name, version, run_id, tags, project_config_json(cfg))
+    fit_seconds = float(registry.run(run_id).data.metrics.get("fit_seconds", 0.0))
+    context.add_output_metadata({
+        "cache_hit": True,
+        "model_version": version,
+        "mlflow_run_id": run_id,
+        "mlflow_version": dg.MetadataValue.url(registry.version_ui_url(cfg.model.name, version)),
+        "training_key": tags["training_key"],
+        **{k: tags.get(k, "") for k in ("data_snapshot_sha256", "feature_code_version", "git_commit", "seed")},
+    })
+    return {"model_name": cfg.model.name, "version": version, "run_id": run_id, "training_data": training_data,
+            "fit_seconds": fit_seconds, "cache_hit": True}
+
+
+def project_config_json(cfg) -> str:
+    return cfg.model_dump_json(by_alias=True, indent=2)
+
+
+def _record_lineage(warehouse: Warehouse, model_name: str, version: str, run_id: str, lineage: dict,
+                    config_json: str) -> None:
+    # The lineage again in the warehouse: `ml-platform lineage` answers from one local query.
+    warehouse.record_model_version({
+        "model_name": model_name, "version": version, "run_id": run_id,
+        **{k: lineage[k] for k in ("data_snapshot_sha256", "data_snapshot_path", "feature_code_version",
+                                   "feature_table", "config_sha256", "git_commit", "seed", "split_rule")},
+        "config_json": config_json,
+    })

@@ -1,0 +1,60 @@
+"""Distributed execution on Celery (dagster-celery): the executor the jobs use when
+ML_PLATFORM_EXECUTOR=celery, and the `ml-platform worker` process that runs their steps.
+
+A run's steps are queued on the broker (ML_PLATFORM_CELERY_BROKER: RabbitMQ by default, or Redis); any
+worker, on any machine with the same code, environment and shared ML_PLATFORM_HOME, takes the next one.
+Workers acknowledge a step when it ends (acks_late), so:
+- the process running a step dies (killed, out of memory): the step fails and so does the run, at once,
+  and it is not handed to another worker (a step that kills its worker would otherwise loop forever);
+- a whole worker disappears (machine lost): the broker hands its unfinished step to another worker.
+Steps are idempotent (content-addressed snapshots, a training cache key, inserts that skip stored rows),
+so a step that runs again does no harm.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from ml_platform import settings
+
+# Settings of the Celery app on both sides: the launching process (executor) and the workers.
+CELERY_SETTINGS = {
+    "task_acks_late": True,              # a step is acknowledged when it ends, not when it starts
+    "task_reject_on_worker_lost": False,  # ... but one whose process died is failed, not redelivered
+    "worker_prefetch_multiplier": 1,     # a worker holds one step at a time: the others stay free to take
+    "broker_connection_retry_on_startup": True,
+}
+
+
+def executor_definition() -> Any:
+    from dagster_celery import celery_executor
+
+    return celery_executor.configured({
+        "broker": settings.celery_broker(),
+        "backend": "rpc://",
+        "config_source": dict(CELERY_SETTINGS),
+    }, name="celery")
+
+
+def worker_argv(*, name: str, concurrency: int) -> list[str]:
+    """The command line of one worker process (run by `ml-platform worker`)."""
+    return [sys.executable, "-m", "celery", "-A", "dagster_celery.app", "worker", "--loglevel=INFO",
+            "-n", f"{name}@%h", f"--concurrency={concurrency}", "--prefetch-multiplier=1", "-Q", "dagster"]
+
+
+def worker_environment(home: Path) -> dict[str, str]:
+    """The environment a worker runs in: this one, plus the Celery settings (dagster_celery reads them from a
+    module named dagster_celery_config on the path) and the project on the path."""
+    folder = home / "celery"
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = [f"broker_url = {settings.celery_broker()!r}", "result_backend = 'rpc://'"]
+    lines += [f"{key} = {value!r}" for key, value in CELERY_SETTINGS.items()]
+    config = folder / "dagster_celery_config.py"
+    text = "# Written by ml-platform worker (ml_platform/workers.py).\n" + "\n".join(lines) + "\n"
+    if not config.exists() or config.read_text() != text:
+        config.write_text(text)
+    path = os.pathsep.join(p for p in (str(folder), str(settings.PROJECT_ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path}
