@@ -1,6 +1,6 @@
 """The `ml-platform` command: thin; the work is in runner.py, status.py, lib/ and the resources.
 
-    ml-platform run       [--batch N] [--json]        materialize the lifecycle for one batch
+    ml-platform run       [--batch N] [--all] [--json]  bring the lifecycle up to date (recompute what changed)
     ml-platform status    [--json]                    what is live: champion, challenger, lineage, approval
     ml-platform approve   --version N --as NAME       sign off a challenger (as in the MLflow UI) and apply it
     ml-platform rollback  [--to N] [--reason TEXT] [--force] [--as NAME]
@@ -11,6 +11,7 @@
     ml-platform demo      [--batches N] [--json]      the demo scenario behind `make demo`
     ml-platform serve     [--host H] [--port P]       the online prediction service (models:/<name>@champion)
     ml-platform labels    FILE [--json]               check a late label file and drop it into the landing folder
+    ml-platform worker    [--name N] [--concurrency C]  a Celery worker for runs' steps (ML_PLATFORM_EXECUTOR=celery)
 
 All take --config FILE and --home DIR. Exit codes: 0 success; 1 the work ran but failed or was
 refused (a step failed, a check blocked the line, a rollback or approval was refused, a reproduction
@@ -50,8 +51,9 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--json", action="store_true", help="machine-readable output")
         return p
 
-    run = command("run", "materialize the lifecycle for one batch and print each asset's outcome")
+    run = command("run", "bring the lifecycle up to date: recompute what is stale or missing, print each asset's outcome")
     run.add_argument("--batch", help="demo source: the batch number to ingest (default: the next one)")
+    run.add_argument("--all", action="store_true", help="recompute every asset, changed or not")
     run.add_argument("--daily", action="store_true",
                      help="run the daily job (ingest, validate, features, score, monitor; no training)")
     command("status", "what is live: the champion, its lineage and approval, and the challenger")
@@ -77,6 +79,9 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve the champion over HTTP (/predict, /invocations, /metrics ...)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
+    worker = sub.add_parser("worker", help="run a Celery worker that executes runs' steps (ML_PLATFORM_EXECUTOR=celery)")
+    worker.add_argument("--name", default="worker", help="worker name (unique per host)")
+    worker.add_argument("--concurrency", type=int, default=1, help="steps this worker runs at once")
     labels = command("labels", "check that a late label file parses, then copy it into the label landing folder")
     labels.add_argument("file", help="CSV or Parquet: prediction_id or the id column, the target, optional labeled_at")
     return parser
@@ -114,16 +119,21 @@ def _emit(args: argparse.Namespace, payload: Any, human) -> None:
 def _run(args, config) -> int:
     from ml_platform.runner import DAILY_JOB, LIFECYCLE_JOB, run_lifecycle
 
-    result = run_lifecycle(batch=args.batch, quiet=True, job_name=DAILY_JOB if args.daily else LIFECYCLE_JOB)
+    result = run_lifecycle(batch=args.batch, quiet=True, job_name=DAILY_JOB if args.daily else LIFECYCLE_JOB,
+                           incremental=not args.all)
     _emit(args, result.to_json(), lambda _: _print_run(result))
     return 0 if result.success else 1
 
 
 def _print_run(result: Any) -> None:
-    marks = {"materialized": _color("✔", GREEN), "skipped": _color("–", YELLOW), "failed": _color("✘", RED)}
-    print(_color(f"{result.job_name} run {result.run_id}", BOLD))
+    marks = {"materialized": _color("✔", GREEN), "skipped": _color("–", YELLOW), "failed": _color("✘", RED),
+             "unchanged": _color("=", DIM)}
+    if result.run_id:
+        print(_color(f"{result.job_name} run {result.run_id}", BOLD))
+    else:
+        print(_color(f"{result.job_name}: nothing changed since the last run; nothing recomputed", BOLD))
     for key, state in result.assets.items():
-        print(f"  {marks[state]} {key:<28} {state}")
+        print(f"  {marks[state]} {key:<28} {state}{_cache_note(key, result)}")
     failed_checks = [k for k, v in result.checks.items() if not v["passed"]]
     print(f"  checks: {len(result.checks) - len(failed_checks)} passed, {len(failed_checks)} failed")
     for key in failed_checks:
@@ -142,6 +152,17 @@ def _print_run(result: Any) -> None:
     for error in result.errors:
         print(_color("  error: ", RED) + error)
     print(_color(f"  full log: {result.log_file}", DIM))
+
+
+def _cache_note(key: str, result: Any) -> str:
+    """What an unchanged asset, or a training that reused a version, stands for."""
+    if key == "trained_model" and result.outputs.get(key, {}).get("cache_hit"):
+        return f" (cache hit: reused version {result.outputs[key]['version']}, trained from the same inputs)"
+    last = result.unchanged.get(key)
+    if not last or not last.get("run_id"):
+        return ""
+    version = f", version {last['model_version']}" if "model_version" in last else ""
+    return _color(f" (cache hit: inputs and code as at {last['at']}{version})", DIM)
 
 
 # -- status, history, inventory ------------------------------------------------------------------
@@ -340,7 +361,7 @@ def _demo(args, config) -> int:
 
 
 # No estimator import needed (it costs seconds of sklearn import): these never build a model.
-READ_ONLY = {"status", "history", "inventory", "rollback", "serve"}
+READ_ONLY = {"status", "history", "inventory", "rollback", "serve", "worker"}
 def _serve(args, config) -> int:
     from ml_platform.serving.app import serve
 
@@ -350,7 +371,22 @@ def _serve(args, config) -> int:
     return 0
 
 
-COMMANDS = {"serve": _serve, "run": _run, "status": _status, "approve": _approve, "rollback": _rollback, "history": _history,
+def _worker(args, config) -> int:
+    import subprocess
+
+    from ml_platform import settings, workers
+
+    settings.executor()  # a clear error if the profile cannot run steps elsewhere
+    if not settings.database_url():
+        raise ValueError("a worker needs the PostgreSQL profile: set ML_PLATFORM_DATABASE_URL, as for the runs it serves")
+    print(f"celery worker {args.name}: steps from {settings.redacted(settings.celery_broker())}, "
+          f"{args.concurrency} at a time; Ctrl-C stops", flush=True)
+    home = settings.platform_paths().home
+    return subprocess.call(workers.worker_argv(name=args.name, concurrency=args.concurrency),
+                           env=workers.worker_environment(home), cwd=settings.PROJECT_ROOT)
+
+
+COMMANDS = {"serve": _serve, "worker": _worker, "run": _run, "status": _status, "approve": _approve, "rollback": _rollback, "history": _history,
             "inventory": _inventory, "reproduce": _reproduce, "demo": _demo}
 
 

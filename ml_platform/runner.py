@@ -156,6 +156,10 @@ def fail_abandoned_runs(instance: Any) -> list[str]:
                                             "crashed mid-run; marked failed by the next ml-platform run")
             instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
             failed.append(run.run_id)
+    if failed:
+        from ml_platform.resources import ModelRegistry
+
+        ModelRegistry().fail_runs_of(failed)
     return failed
 
 

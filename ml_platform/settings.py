@@ -102,6 +102,12 @@ def celery_broker() -> str:
     return os.environ.get("ML_PLATFORM_CELERY_BROKER") or "pyamqp://guest:guest@127.0.0.1:5672//"
 
 
+def celery_queue() -> str:
+    """The queue a project's steps go to (ML_PLATFORM_CELERY_QUEUE): its workers listen on it, and projects or
+    environments sharing a broker keep to their own."""
+    return os.environ.get("ML_PLATFORM_CELERY_QUEUE") or "ml_platform"
+
+
 def dbt_project_dir() -> Path:
     """The dbt feature project (ML_PLATFORM_DBT_PROJECT_DIR overrides; default: dbt_project/ in this repository)."""
     explicit = os.environ.get("ML_PLATFORM_DBT_PROJECT_DIR")
@@ -199,7 +205,7 @@ class PlatformPaths:
     def ensure(self) -> PlatformPaths:
         for path in (self.dagster_home, self.mlflow_dir, self.snapshots, self.quarantine, self.reports):
             path.mkdir(parents=True, exist_ok=True)
-        if "://" not in self.artifact_root:
+        if len(urlsplit(self.artifact_root).scheme) <= 1:  # a directory, not s3://... or mlflow-artifacts:/
             Path(self.artifact_root).mkdir(parents=True, exist_ok=True)
         # dbt reads the warehouse location from the environment (dbt_project/profiles.yml).
         os.environ["ML_PLATFORM_HOME"] = str(self.home)

@@ -55,10 +55,9 @@ def prepare(paths: settings.PlatformPaths) -> None:
     if url:
         ensure_databases([url, settings.database_for(url, "_dagster"), settings.database_for(url, "_mlflow")])
         os.environ["ML_PLATFORM_DAGSTER_DATABASE_URL"] = settings.sqlalchemy_url(paths.dagster_database_url or "")
-        os.environ.update(dbt_postgres_env(url))
     else:
         os.environ.pop("ML_PLATFORM_DAGSTER_DATABASE_URL", None)
-        os.environ["ML_PLATFORM_DBT_TARGET"] = "duckdb"
+    os.environ.update(dbt_environment())
     instance_yaml = _INSTANCE_YAML.format(
         profile=settings.profile(), storage=_POSTGRES_STORAGE if url else "", concurrency=_CONCURRENCY)
     target = paths.dagster_home / "dagster.yaml"
@@ -66,10 +65,15 @@ def prepare(paths: settings.PlatformPaths) -> None:
         target.write_text(instance_yaml)
 
 
-def dbt_postgres_env(url: str) -> dict[str, str]:
-    """What dbt_project/profiles.yml reads for its `postgres` target."""
+def dbt_environment() -> dict[str, str]:
+    """What dbt_project/profiles.yml reads: the target of the active profile and where it is. Set before each dbt
+    call too (defs/features), so that a step on any worker builds into the profile's warehouse."""
+    url = settings.database_url()
+    if not url:
+        return {"ML_PLATFORM_DBT_TARGET": "duckdb", "ML_PLATFORM_HOME": str(settings.platform_home())}
     parts = urlsplit(url)
     return {
+        "ML_PLATFORM_HOME": str(settings.platform_home()),
         "ML_PLATFORM_DBT_TARGET": "postgres",
         "ML_PLATFORM_PG_HOST": parts.hostname or "127.0.0.1",
         "ML_PLATFORM_PG_PORT": str(parts.port or 5432),

@@ -35,14 +35,14 @@ def executor_definition() -> Any:
     return celery_executor.configured({
         "broker": settings.celery_broker(),
         "backend": "rpc://",
-        "config_source": dict(CELERY_SETTINGS),
+        "config_source": {**CELERY_SETTINGS, "task_default_queue": settings.celery_queue()},
     }, name="celery")
 
 
 def worker_argv(*, name: str, concurrency: int) -> list[str]:
     """The command line of one worker process (run by `ml-platform worker`)."""
     return [sys.executable, "-m", "celery", "-A", "dagster_celery.app", "worker", "--loglevel=INFO",
-            "-n", f"{name}@%h", f"--concurrency={concurrency}", "--prefetch-multiplier=1", "-Q", "dagster"]
+            "-n", f"{name}@%h", f"--concurrency={concurrency}", "--prefetch-multiplier=1", "-Q", settings.celery_queue()]
 
 
 def worker_environment(home: Path) -> dict[str, str]:

@@ -20,7 +20,7 @@ DEMO_CONFIG = PROJECT_ROOT / "ml_platform.yaml"
 # Everything the platform reads or sets in the environment (settings.py, storage.py): restored after each test.
 _ENV_KEYS = ("ML_PLATFORM_HOME", "ML_PLATFORM_CONFIG", "DAGSTER_HOME", "ML_PLATFORM_DATABASE_URL",
              "ML_PLATFORM_DAGSTER_DATABASE_URL", "ML_PLATFORM_MLFLOW_TRACKING_URI", "ML_PLATFORM_ARTIFACT_ROOT",
-             "ML_PLATFORM_EXECUTOR", "ML_PLATFORM_CELERY_BROKER", "ML_PLATFORM_DBT_TARGET", "ML_PLATFORM_PG_HOST",
+             "ML_PLATFORM_EXECUTOR", "ML_PLATFORM_CELERY_BROKER", "ML_PLATFORM_CELERY_QUEUE", "ML_PLATFORM_DBT_TARGET", "ML_PLATFORM_PG_HOST",
              "ML_PLATFORM_PG_PORT", "ML_PLATFORM_PG_USER", "ML_PLATFORM_PG_PASSWORD", "ML_PLATFORM_PG_DBNAME")
 # The PostgreSQL server the production-profile tests use: the one on this machine (and CI's).
 POSTGRES_SERVER = os.environ.get("ML_PLATFORM_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")

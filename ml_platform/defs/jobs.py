@@ -8,9 +8,16 @@ from ml_platform.config import load_config
 
 TRAINING_ASSETS = ("training_data", "trained_model", "model_evaluation", "champion_model")
 
+# A step that fails on a service that is briefly away (MLflow's tracking server, PostgreSQL restarting) runs again
+# after 1.5 s, 3 s and 6 s (± jitter) before the run fails. Bad input is not retried: those steps raise
+# dg.Failure(allow_retries=False) with the error that says what to fix.
+TRANSIENT_FAILURE_RETRY = dg.RetryPolicy(max_retries=3, delay=1.5, backoff=dg.Backoff.EXPONENTIAL,
+                                         jitter=dg.Jitter.PLUS_MINUS)
+
 lifecycle_job = dg.define_asset_job(
     "lifecycle",
     selection=dg.AssetSelection.all(),  # every asset; the approval job (registry/approvals.py) has no assets
+    op_retry_policy=TRANSIENT_FAILURE_RETRY,
     description="ingest → validate → features → train → evaluate → register → gate → score → monitor; "
     "online features are published once the features are built",
 )
@@ -20,6 +27,7 @@ daily_job = dg.define_asset_job(
     # Production's day: new data is validated, featurized, scored and monitored; training happens only when
     # monitoring asks for it (the drift and performance sensors) or a person runs the lifecycle.
     selection=dg.AssetSelection.all() - dg.AssetSelection.assets(*TRAINING_ASSETS),
+    op_retry_policy=TRANSIENT_FAILURE_RETRY,
     description="ingest → validate → features → score → monitor (drift, prediction drift, late labels, live "
     "performance, cost), with the champion as it is; no training",
 )

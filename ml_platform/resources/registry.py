@@ -10,6 +10,7 @@ import functools
 import logging
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import dagster as dg
 import pandas as pd
@@ -31,6 +32,33 @@ class RegistryError(LookupError):
     """Something named in the registry does not exist (a model, a version)."""
 
 
+class RegistryUnavailable(RuntimeError):
+    """The MLflow tracking server does not answer."""
+
+
+_reachable_at: dict[str, float] = {}
+
+
+def _require_reachable(uri: str) -> None:
+    """A tracking server that is down fails here, before anything is written, with what to do about it.
+    (A database-backed store fails on its own with the database's error.) Checked at most every 10 s."""
+    import time
+    import urllib.error
+    import urllib.request
+
+    if not uri.startswith(("http://", "https://")) or time.monotonic() - _reachable_at.get(uri, -1e9) < 10:
+        return
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5) as response:
+            response.read()
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise RegistryUnavailable(
+            f"the MLflow tracking server at {settings.redacted(uri)} is not reachable ({reason}): start it (`make ui` "
+            "runs one) or fix ML_PLATFORM_MLFLOW_TRACKING_URI. Nothing was written to the registry.") from None
+    _reachable_at[uri] = time.monotonic()
+
+
 class ModelRegistry(dg.ConfigurableResource):
     """MLflow tracking + registry. Defaults: the profile's store (SQLite under ML_PLATFORM_HOME, or PostgreSQL)
     and artifact root (settings.py)."""
@@ -49,12 +77,18 @@ class ModelRegistry(dg.ConfigurableResource):
         import os
 
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no progress bars in CLI output
+        # With a tracking server, the step's RetryPolicy is the retry loop (jobs.py); MLflow's own default retries
+        # with backoff for minutes before a step even sees the error.
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
         import mlflow
 
         for noisy in ("mlflow", "alembic"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
-        mlflow.set_tracking_uri(self._uri())
-        mlflow.set_registry_uri(self._uri())
+        uri = self._uri()
+        _require_reachable(uri)
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
         return mlflow
 
     def client(self) -> Any:
@@ -66,7 +100,7 @@ class ModelRegistry(dg.ConfigurableResource):
         if found is not None:
             return found.experiment_id
         root = self._artifact_root()
-        if "://" in root:
+        if len(urlsplit(root).scheme) > 1:  # s3://bucket/mlflow, mlflow-artifacts:/ (a tracking server's store)
             return mlflow.create_experiment(name, artifact_location=f"{root.rstrip('/')}/{name}")
         location = Path(root) / name
         location.mkdir(parents=True, exist_ok=True)
@@ -122,6 +156,18 @@ class ModelRegistry(dg.ConfigurableResource):
         registered = mlflow.register_model(info.model_uri, model_name, await_registration_for=60,
                                            tags={**tags, "training_run_id": run.info.run_id})
         return run.info.run_id, str(registered.version)
+
+    def fail_runs_of(self, dagster_run_ids: list[str]) -> list[str]:
+        """MLflow runs still RUNNING for Dagster runs whose process died are ended as FAILED (their model, if
+        logged, was never registered)."""
+        client, ended = self.client(), []
+        for dagster_run_id in dagster_run_ids:
+            for run in client.search_runs(
+                    [e.experiment_id for e in client.search_experiments()],
+                    f"tags.dagster_run_id = '{dagster_run_id}' and attributes.status = 'RUNNING'"):
+                client.set_terminated(run.info.run_id, status="FAILED")
+                ended.append(run.info.run_id)
+        return ended
 
     def version_trained_from(self, model_name: str, training_key: str) -> Any | None:
         """The registered version whose `training_key` tag is `training_key` (same data, code, config and seed),

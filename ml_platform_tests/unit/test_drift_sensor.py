@@ -14,6 +14,14 @@ def report(instance: dg.DagsterInstance, drifted: bool) -> None:
                                   "drifted_features": "monthly_charges, support_calls" if drifted else "none"}))
 
 
+def features_built(instance: dg.DagsterInstance, version: str) -> None:
+    """The feature table rebuilt from new data: a new state for a retraining to train on."""
+    from dagster._core.definitions.data_version import DATA_VERSION_TAG
+
+    instance.report_runless_asset_event(dg.AssetMaterialization(["features", "churn_features"],
+                                                                tags={DATA_VERSION_TAG: version}))
+
+
 def tick(instance: dg.DagsterInstance, definitions: dg.Definitions, cursor: str | None):
     with dg.build_sensor_context(instance=instance, cursor=cursor, definitions=definitions,
                                  resources=definitions.resources) as context:
@@ -60,6 +68,7 @@ def test_drift_retrainings_are_capped_per_day(tmp_path):
         [request], cursor = tick(instance, definitions, None)
         # The daemon would launch it: record a run with the request's tags, as a launched run carries.
         instance.create_run_for_job(dg.GraphDefinition("retraining_stub").to_job(), tags=request.tags)
+        features_built(instance, "the next day's features")  # new data, so not a duplicate: the cap stops it
         report(instance, drifted=True)
         with dg.build_sensor_context(instance=instance, cursor=cursor, definitions=definitions,
                                      resources=definitions.resources) as context:

@@ -5,9 +5,10 @@ episode, and the daily cap shared with the drift sensor."""
 import dagster as dg
 
 from ml_platform.defs.monitoring.performance import performance_sensor
-from ml_platform.defs.monitoring.sensors import retraining_job
+from ml_platform.defs.monitoring.sensors import drift_sensor, retraining_job
 from ml_platform.resources import ProjectResource
 from ml_platform_tests.conftest import write_config
+from ml_platform_tests.unit.test_drift_sensor import features_built, report
 
 
 def live_performance(instance: dg.DagsterInstance, *, streak: list[tuple[str, float]], consecutive: int = 2) -> None:
@@ -37,9 +38,9 @@ def launched(instance: dg.DagsterInstance, request: dg.RunRequest) -> None:
 
 def sensor_definitions(config_file) -> dg.Definitions:
     return dg.Definitions(
-        assets=[dg.AssetSpec(k) for k in ("live_performance", "training_data", "trained_model", "model_evaluation",
-                                           "champion_model")],
-        jobs=[retraining_job], sensors=[performance_sensor],
+        assets=[dg.AssetSpec(k) for k in ("live_performance", "drift_report", "training_data", "trained_model",
+                                           "model_evaluation", "champion_model")],
+        jobs=[retraining_job], sensors=[performance_sensor, drift_sensor],
         resources={"project": ProjectResource(config_file=str(config_file))},
     )
 
@@ -77,9 +78,10 @@ def test_one_retraining_per_breach_episode_across_repeated_ticks(tmp_path):
         again, cursor, _ = tick(instance, definitions, cursor)
         assert again == []
 
-        # A judged good day ended it; a new sustained breach later is a new episode with a new run.
+        # A judged good day ended it; a new sustained breach later (on later data) is a new episode with a new run.
         live_performance(instance, streak=[])
         tick(instance, definitions, cursor)
+        features_built(instance, "features of later days")
         live_performance(instance, streak=[("2026-01-08", 0.6), ("2026-01-09", 0.59)])
         [newer], cursor, _ = tick(instance, definitions, cursor)
         assert newer.run_key == "performance-churn-2026-01-08" != request.run_key
@@ -96,3 +98,28 @@ def test_performance_retrainings_share_the_daily_cap_with_drift(tmp_path):
         assert requests == []
         assert "sustained SLO breach since 2026-01-02" in skipped
         assert "cap automation.max_retrainings_per_day = 1" in skipped
+
+
+def test_a_drift_trigger_and_an_slo_trigger_on_the_same_features_start_one_retraining(tmp_path):
+    """Two sensors, one state of the data: run keys dedupe only within a sensor, the features' data version
+    dedupes across them (and a double tick of either asks nothing new)."""
+    definitions = sensor_definitions(write_config(tmp_path))
+    with dg.instance_for_test() as instance:
+        features_built(instance, "features of day 5")
+        report(instance, drifted=True)
+        with dg.build_sensor_context(instance=instance, definitions=definitions, resources=definitions.resources) as context:
+            [drift_request] = drift_sensor.evaluate_tick(context).run_requests
+        launched(instance, drift_request)
+
+        live_performance(instance, streak=[("2026-01-04", 0.61), ("2026-01-05", 0.58)])
+        requests, cursor, skipped = tick(instance, definitions, None)
+        assert requests == []
+        assert "retraining run" in skipped and "(drift trigger, not_started) already trains on these features" in skipped
+        again, _, _ = tick(instance, definitions, cursor)
+        assert again == []
+
+        # New data and the breach goes on (the drift retraining did not fix it): now the SLO trigger retrains.
+        features_built(instance, "features of day 6")
+        live_performance(instance, streak=[("2026-01-04", 0.61), ("2026-01-05", 0.58), ("2026-01-06", 0.5)])
+        [request], _, _ = tick(instance, definitions, cursor)
+        assert request.tags["ml_platform/training_inputs"] == "features of day 6"

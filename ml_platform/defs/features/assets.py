@@ -1,6 +1,7 @@
 """Features: the dbt project builds the feature table from the validated batches; dbt tests are asset checks."""
 
 import logging
+import os
 import shutil
 from collections.abc import Mapping
 from typing import Any
@@ -10,6 +11,7 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtC
 
 from ml_platform.defs.features.project import feature_project
 from ml_platform.resources import ProjectResource
+from ml_platform.storage import dbt_environment
 
 
 class _NoAdapterHandleWarning(logging.Filter):
@@ -41,7 +43,8 @@ class FeatureTranslator(DagsterDbtTranslator):
     dagster_dbt_translator=FeatureTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True)),
 )
 def feature_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, project: ProjectResource):
-    paths = project.paths()  # also exports ML_PLATFORM_HOME, which dbt's profile reads for the warehouse
+    paths = project.paths()
+    os.environ.update(dbt_environment())  # dbt's profile reads the target and warehouse from the environment
     # dbt's per-run build files go under the home, and are removed once the build succeeded (a failed
     # build keeps them for debugging); otherwise each run leaves ~2 MB in dbt_project/target.
     target = paths.home / "dbt" / context.run.run_id

@@ -3,7 +3,7 @@
 import dagster as dg
 
 from ml_platform.lib.snapshots import write_snapshot
-from ml_platform.lib.sources import load_batch
+from ml_platform.lib.sources import SourceError, load_batch
 from ml_platform.resources import ProjectResource, Warehouse
 
 
@@ -21,12 +21,15 @@ def raw_batch(config: IngestionConfig, project: ProjectResource,
               warehouse: Warehouse) -> dg.Output[dict]:
     cfg = project.config()
     paths = project.paths()
-    source = load_batch(
-        cfg,
-        batch=config.batch,
-        ingested=warehouse.ingested_batch_ids(cfg.raw_table),
-        read_table=lambda table: warehouse.query(f"select * from {table}"),
-    )
+    try:
+        source = load_batch(
+            cfg,
+            batch=config.batch,
+            ingested=warehouse.ingested_batch_ids(cfg.raw_table),
+            read_table=lambda table: warehouse.query(f"select * from {table}"),
+        )
+    except SourceError as exc:  # bad input: trying again reads the same broken file
+        raise dg.Failure(str(exc), allow_retries=False) from None
     snapshot = write_snapshot(source.frame, paths.snapshots / "raw")
     # The content hash is the data version: downstream assets see "unchanged" when the same data arrives again.
     return dg.Output(

@@ -19,7 +19,13 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from ml_platform.defs.monitoring.sensors import retraining_cap_reached, retraining_job
+from ml_platform.defs.monitoring.sensors import (
+    INPUTS_TAG,
+    retraining_already_requested,
+    retraining_cap_reached,
+    retraining_job,
+    training_inputs_version,
+)
 from ml_platform.lib.labels import (
     LABEL_COLUMNS,
     PREDICTION_COLUMNS,
@@ -297,13 +303,17 @@ def performance_sensor(context: dg.SensorEvaluationContext, asset_event: dg.Even
         if started <= earlier <= latest:
             return dg.SkipReason(f"the breach since {started} already started retraining run {run.run_id} "
                                  f"(breach started {earlier}): one retraining per breach episode")
+    inputs = training_inputs_version(context.instance, cfg)
+    duplicate = retraining_already_requested(context.instance, inputs)
+    if duplicate:
+        return dg.SkipReason(f"sustained SLO breach since {started}, but {duplicate}")
     capped = retraining_cap_reached(context.instance, cfg.automation.max_retrainings_per_day)
     if capped:
         return dg.SkipReason(f"sustained SLO breach since {started}, but {capped}")
     days = value("streak_days") or []
     return dg.RunRequest(
         run_key=f"performance-{cfg.model.name}-{started}",
-        tags={"ml_platform/trigger": "performance", "ml_platform/model": cfg.model.name,
+        tags={"ml_platform/trigger": "performance", "ml_platform/model": cfg.model.name, INPUTS_TAG: inputs,
               "ml_platform/breach_started": started, "ml_platform/breach_latest_day": latest,
               "ml_platform/metric": str(value("metric")), "ml_platform/floor": str(value("floor")),
               "ml_platform/rolling_metric": str(value("rolling_metric")),

@@ -10,11 +10,13 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
+from ml_platform.defs.jobs import TRAINING_ASSETS, TRANSIENT_FAILURE_RETRY
 from ml_platform.resources import ProjectResource
 
 retraining_job = dg.define_asset_job(
     "retraining",
-    selection=dg.AssetSelection.assets("training_data", "trained_model", "model_evaluation", "champion_model"),
+    selection=dg.AssetSelection.assets(*TRAINING_ASSETS),
+    op_retry_policy=TRANSIENT_FAILURE_RETRY,
     description="Train a challenger on the current features and put it through the promotion gate.",
 )
 
@@ -35,6 +37,28 @@ def retraining_cap_reached(instance: dg.DagsterInstance, cap: int) -> str | None
     return None
 
 
+def training_inputs_version(instance: dg.DagsterInstance, cfg) -> str:
+    """The data version of the feature table a retraining would train on now."""
+    from dagster._core.definitions.data_version import DATA_VERSION_TAG
+
+    record = instance.get_latest_data_version_record(dg.AssetKey(["features", cfg.features.dbt_model]))
+    tags = record.asset_materialization.tags if record and record.asset_materialization else {}
+    return (tags or {}).get(DATA_VERSION_TAG, "none")
+
+
+def retraining_already_requested(instance: dg.DagsterInstance, inputs_version: str) -> str | None:
+    """Why a retraining on these features is a duplicate, or None: one retraining per state of the features,
+    whichever sensor (drift, SLO) or tick asks. Run keys only dedupe within one sensor."""
+    for run in instance.get_runs(filters=dg.RunsFilter(tags={INPUTS_TAG: inputs_version}), limit=5):
+        if run.status not in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED):
+            return (f"retraining run {run.run_id} ({run.tags.get('ml_platform/trigger', '-')} trigger, "
+                    f"{run.status.value.lower()}) already trains on these features")
+    return None
+
+
+INPUTS_TAG = "ml_platform/training_inputs"  # the feature table's data version a retraining was requested for
+
+
 @dg.asset_sensor(asset_key=dg.AssetKey("drift_report"), job=retraining_job, minimum_interval_seconds=60,
                  default_status=dg.DefaultSensorStatus.RUNNING,
                  description="Requests one gated retraining per drift report that detected dataset drift.")
@@ -44,7 +68,12 @@ def drift_sensor(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEn
     drifted = getattr(metadata.get("dataset_drift"), "value", False)
     if not drifted:
         return dg.SkipReason(f"the drift report of run {asset_event.run_id or '-'} found no dataset drift")
-    capped = retraining_cap_reached(context.instance, project.config().automation.max_retrainings_per_day)
+    cfg = project.config()
+    inputs = training_inputs_version(context.instance, cfg)
+    duplicate = retraining_already_requested(context.instance, inputs)
+    if duplicate:
+        return dg.SkipReason(f"drift detected, but {duplicate}")
+    capped = retraining_cap_reached(context.instance, cfg.automation.max_retrainings_per_day)
     if capped:
         return dg.SkipReason(f"drift detected, but {capped}")
     share = getattr(metadata.get("drifted_share"), "value", None)
@@ -52,7 +81,7 @@ def drift_sensor(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEn
     report = f"{asset_event.run_id or 'runless'}-{asset_event.timestamp:.6f}"
     return dg.RunRequest(
         run_key=f"drift-report-{report}",
-        tags={"ml_platform/trigger": "drift", "ml_platform/drift_report": report,
+        tags={"ml_platform/trigger": "drift", "ml_platform/drift_report": report, INPUTS_TAG: inputs,
               "ml_platform/drifted_share": str(share), "ml_platform/drifted_features": str(features)[:200]},
     )
 
