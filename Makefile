@@ -30,16 +30,9 @@ $(DBT_VENV)/.installed: pyproject.toml
 demo: setup
 	$(BIN)/ml-platform demo
 
+# Both UIs on the profile's stores: SQLite by default, PostgreSQL with ML_PLATFORM_DATABASE_URL (ml_platform/ui.py).
 ui: setup
-	@mkdir -p $(DAGSTER_HOME)
-	@$(BIN)/python -c "from ml_platform.runner import use_environment; use_environment()"
-	@echo "Dagster UI: http://127.0.0.1:$(DAGSTER_PORT)   MLflow UI: http://127.0.0.1:$(MLFLOW_PORT)   (Ctrl-C stops both)"
-	@trap 'kill 0' INT TERM EXIT; \
-	$(BIN)/mlflow server --host 127.0.0.1 --port $(MLFLOW_PORT) \
-		--backend-store-uri sqlite:///$(ML_PLATFORM_HOME)/mlflow/mlflow.db \
-		--default-artifact-root $(ML_PLATFORM_HOME)/mlflow/artifacts & \
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(DAGSTER_PORT) & \
-	wait
+	$(BIN)/ml-platform ui --dagster-port $(DAGSTER_PORT) --mlflow-port $(MLFLOW_PORT)
 
 test: setup
 	$(BIN)/pytest -q
@@ -51,6 +44,7 @@ bench: setup
 	$(BIN)/python bench/lifecycle.py
 	$(BIN)/python bench/batch_scoring.py
 	$(BIN)/python bench/drift.py
+	$(BIN)/python bench/incremental.py
 
 .PHONY: bench-serving
 bench-serving: setup

@@ -12,6 +12,7 @@
     ml-platform serve     [--host H] [--port P]       the online prediction service (models:/<name>@champion)
     ml-platform labels    FILE [--json]               check a late label file and drop it into the landing folder
     ml-platform worker    [--name N] [--concurrency C]  a Celery worker for runs' steps (ML_PLATFORM_EXECUTOR=celery)
+    ml-platform ui        [--dagster-port P] [--mlflow-port P]  the Dagster and MLflow UIs on the profile's stores
 
 All take --config FILE and --home DIR. Exit codes: 0 success; 1 the work ran but failed or was
 refused (a step failed, a check blocked the line, a rollback or approval was refused, a reproduction
@@ -28,6 +29,7 @@ import sys
 from typing import Any
 
 from ml_platform.config import ConfigError
+from ml_platform.storage import StorageError
 
 BOLD, GREEN, RED, YELLOW, DIM, RESET = "\033[1m", "\033[32m", "\033[31m", "\033[33m", "\033[2m", "\033[0m"
 
@@ -79,6 +81,10 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve the champion over HTTP (/predict, /invocations, /metrics ...)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
+    ui = sub.add_parser("ui", help="the Dagster UI (webserver and daemon) and the MLflow UI, on the profile's stores")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--dagster-port", type=int, default=3000)
+    ui.add_argument("--mlflow-port", type=int, default=5000)
     worker = sub.add_parser("worker", help="run a Celery worker that executes runs' steps (ML_PLATFORM_EXECUTOR=celery)")
     worker.add_argument("--name", default="worker", help="worker name (unique per host)")
     worker.add_argument("--concurrency", type=int, default=1, help="steps this worker runs at once")
@@ -95,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         from ml_platform import runner
 
         config = runner.use_environment(config_file=args.config, home=args.home,
-                                        check_imports=args.command not in READ_ONLY)
+                                        check_imports=args.command not in NO_ESTIMATOR_IMPORT)
         return COMMANDS[args.command](args, config)
     except ConfigError as exc:
         print(_color("config error: ", RED) + str(exc), file=sys.stderr)
@@ -103,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     except (LookupError, ValueError) as exc:
         print(_color("error: ", RED) + str(exc), file=sys.stderr)
         return 2
+    except StorageError as exc:  # a store of the profile is not there: the message names it
+        print(_color("error: ", RED) + str(exc), file=sys.stderr)
+        return 1
     except RuntimeError as exc:  # refused transitions, failed reproductions: the message says what and why
         print(_color("refused: ", RED) + str(exc), file=sys.stderr)
         return 1
@@ -360,8 +369,9 @@ def _demo(args, config) -> int:
     return run_demo(batches=args.batches, as_json=args.json)
 
 
-# No estimator import needed (it costs seconds of sklearn import): these never build a model.
-READ_ONLY = {"status", "history", "inventory", "rollback", "serve", "worker"}
+# No estimator import up front (sklearn costs about a second): these never build a model, and `run` checks
+# the estimator itself, only when it is going to train.
+NO_ESTIMATOR_IMPORT = {"status", "history", "inventory", "rollback", "serve", "worker", "ui", "run"}
 def _serve(args, config) -> int:
     from ml_platform.serving.app import serve
 
@@ -386,7 +396,13 @@ def _worker(args, config) -> int:
                            env=workers.worker_environment(home), cwd=settings.PROJECT_ROOT)
 
 
-COMMANDS = {"serve": _serve, "worker": _worker, "run": _run, "status": _status, "approve": _approve, "rollback": _rollback, "history": _history,
+def _ui(args, config) -> int:
+    from ml_platform import ui
+
+    return ui.run(host=args.host, dagster_port=args.dagster_port, mlflow_port=args.mlflow_port)
+
+
+COMMANDS = {"serve": _serve, "worker": _worker, "ui": _ui, "run": _run, "status": _status, "approve": _approve, "rollback": _rollback, "history": _history,
             "inventory": _inventory, "reproduce": _reproduce, "demo": _demo}
 
 
@@ -419,7 +435,7 @@ def _labels(args, config) -> int:
 
 
 COMMANDS["labels"] = _labels
-READ_ONLY.add("labels")  # builds no model: the estimator import is skipped
+NO_ESTIMATOR_IMPORT.add("labels")  # builds no model: the estimator import is skipped
 
 
 if __name__ == "__main__":

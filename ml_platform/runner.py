@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ml_platform import settings, storage
-from ml_platform.config import ProjectConfig, load_config
+from ml_platform.config import ProjectConfig, load_config, resolve_estimator
 
 LIFECYCLE_JOB = "lifecycle"
 DAILY_JOB = "daily"  # the lifecycle without training: what the daily schedule runs
@@ -81,7 +81,8 @@ def run_lifecycle(
     console output (dbt's log, warnings) to a file under ML_PLATFORM_HOME/logs instead of the terminal."""
     import dagster as dg
 
-    config = use_environment(config_file=config_file, home=home)
+    # The estimator (and so sklearn, ~1 s) is imported only if this run trains: an unchanged rerun never does.
+    config = use_environment(config_file=config_file, home=home, check_imports=False)
     definitions = load_definitions()
     job = definitions.resolve_job_def(job_name)
     run_config: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": log_level}}}}
@@ -107,6 +108,8 @@ def run_lifecycle(
                 return _unchanged_summary(instance, job, log_file)
         else:
             chosen = None
+        if chosen is None or dg.AssetKey("trained_model") in chosen:
+            resolve_estimator(config)  # a ConfigError naming the field, before anything runs
         summary = _execute(definitions, job, instance, run_config, chosen)
     summary.log_file = str(log_file) if log_file else None
     return summary
@@ -306,12 +309,21 @@ def _summarize(result: Any, job: Any, chosen: set | None, instance: Any) -> Life
         for key in _keys_of_step(job, step):
             summary.assets[key] = "failed"
     for key in materialized:
-        node = key.split("/")[-1]
         try:
-            summary.outputs[key] = result.output_for_node(node)
-        except Exception:  # multi-asset nodes (dbt) have no single output; their tables are in the warehouse
+            summary.outputs[key] = _stored_output(key)
+        except FileNotFoundError:  # multi-asset nodes (dbt) have no single output; their tables are in the warehouse
             pass
     return summary
+
+
+def _stored_output(key: str) -> Any:
+    """An asset's returned value, as the project's IO manager stored it (defs/resources.py: a pickle per asset
+    key under DAGSTER_HOME/storage), whichever process or machine ran the step."""
+    import pickle
+
+    path = settings.platform_paths().dagster_home.joinpath("storage", *key.split("/"))
+    with open(path, "rb") as handle:
+        return pickle.load(handle)
 
 
 def _keys_of_step(job: Any, step_key: str) -> list[str]:

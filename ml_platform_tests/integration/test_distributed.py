@@ -89,13 +89,15 @@ def test_the_lifecycle_runs_on_two_celery_workers_and_a_killed_worker_fails_the_
 
     # Day two: the process running the training step is SIGKILLed mid-step.
     result: dict = {}
+    with dagster_instance() as instance:
+        known = {run.run_id for run in instance.get_runs()}
     runner = threading.Thread(target=lambda: result.update(run=run_lifecycle(config_file=config, batch="2")))
     runner.start()
     killed = None
     with dagster_instance() as instance:
         deadline = time.monotonic() + 300
         while killed is None and time.monotonic() < deadline and runner.is_alive():
-            for run in instance.get_runs(limit=1):
+            for run in [r for r in instance.get_runs(limit=1) if r.run_id not in known]:
                 for record in instance.get_records_for_run(run.run_id, of_type=_event_type("STEP_START")).records:
                     entry = record.event_log_entry
                     if entry.step_key == "trained_model":

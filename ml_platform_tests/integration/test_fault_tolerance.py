@@ -42,14 +42,21 @@ def assert_registry_consistent(champion: str | None = None) -> None:
         assert registry.version("churn", live).tags.get("gate_decision") == "promoted"
 
 
-def _newest_run_step_started(step: str, timeout: float = 300):
-    """Wait until the newest run starts `step`; returns (run id, pid of the process running it)."""
+def _existing_runs() -> set[str]:
+    with dagster_instance() as instance:
+        return {run.run_id for run in instance.get_runs()}
+
+
+def _new_run_step_started(step: str, known: set[str], timeout: float = 300):
+    """Wait until a run not in `known` starts `step`; returns (run id, pid of the process running it)."""
     import dagster as dg
 
     deadline = time.monotonic() + timeout
     with dagster_instance() as instance:
         while time.monotonic() < deadline:
             for run in instance.get_runs(limit=1):
+                if run.run_id in known:
+                    continue
                 for record in instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.STEP_START).records:
                     if record.event_log_entry.step_key == step:
                         return run.run_id, record.event_log_entry.dagster_event.pid
@@ -78,10 +85,11 @@ def test_a_run_killed_mid_training_leaves_no_half_registered_version_and_a_rerun
     assert first.success, first.errors
     assert_registry_consistent(champion="1")
 
+    known = _existing_runs()
     cli = subprocess.Popen([sys.executable, "-m", "ml_platform.cli", "--config", str(config), "run", "--batch", "2"],
                            cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        run_id, pid = _newest_run_step_started("trained_model")
+        run_id, pid = _new_run_step_started("trained_model", known)
         assert pid == cli.pid, "the in-process executor runs the step in the CLI's own process"
         time.sleep(1.0)  # into the fit
         os.killpg(cli.pid, signal.SIGKILL)
@@ -194,9 +202,10 @@ def test_postgresql_restarted_during_a_run_leaves_consistent_storage_and_the_nex
     assert first.success, first.errors
 
     outcome: dict = {}
+    known = _existing_runs()
     runner = threading.Thread(target=lambda: outcome.update(run=run_lifecycle(config_file=config, batch="2")))
     runner.start()
-    run_id, _ = _newest_run_step_started("trained_model")
+    run_id, _ = _new_run_step_started("trained_model", known)
     restarted = subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, cluster, "restart"],
                                capture_output=True, text=True, timeout=120)
     assert restarted.returncode == 0, restarted.stderr

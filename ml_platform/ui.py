@@ -1,0 +1,59 @@
+"""`ml-platform ui` (what `make ui` runs): the MLflow UI and the Dagster UI (webserver and daemon) on the
+profile's stores - SQLite and local files by default, PostgreSQL with ML_PLATFORM_DATABASE_URL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ml_platform import settings
+
+
+def commands(*, host: str, dagster_port: int, mlflow_port: int) -> dict[str, list[str]]:
+    """The two processes: an MLflow tracking server on the profile's backend store (unless the profile points at
+    a tracking server of its own, ML_PLATFORM_MLFLOW_TRACKING_URI) and `dagster dev` on the profile's instance."""
+    paths, bin_dir = settings.platform_paths(), Path(sys.executable).parent
+    procs = {"dagster": [str(bin_dir / "dagster"), "dev", "-w", str(settings.PROJECT_ROOT / "workspace.yaml"),
+                         "-h", host, "-p", str(dagster_port)]}
+    if not paths.tracking_uri.startswith(("http://", "https://")):
+        procs["mlflow"] = [str(bin_dir / "mlflow"), "server", "--host", host, "--port", str(mlflow_port),
+                           "--workers", "1", "--backend-store-uri", paths.tracking_uri,
+                           "--default-artifact-root", paths.artifact_root]
+    return procs
+
+
+def run(*, host: str = "127.0.0.1", dagster_port: int = 3000, mlflow_port: int = 5000) -> int:
+    """Start both, print where they are, and stop both on Ctrl-C (or when either exits)."""
+    procs = {name: subprocess.Popen(argv, cwd=settings.PROJECT_ROOT, env=_environment(host, dagster_port, mlflow_port),
+                                    start_new_session=True)
+             for name, argv in commands(host=host, dagster_port=dagster_port, mlflow_port=mlflow_port).items()}
+    tracking = settings.platform_paths().tracking_uri
+    mlflow_url = f"http://{host}:{mlflow_port}" if "mlflow" in procs else tracking
+    print(f"Dagster UI: http://{host}:{dagster_port}   MLflow UI: {mlflow_url}   "
+          f"(profile {settings.profile()}; Ctrl-C stops both)", flush=True)
+    try:
+        while all(p.poll() is None for p in procs.values()):
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in procs.values():
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+    failed = [name for name, p in procs.items() if p.returncode not in (0, -signal.SIGTERM, None)]
+    return 1 if failed else 0
+
+
+def _environment(host: str, dagster_port: int, mlflow_port: int) -> dict[str, str]:
+    # Links in Dagster metadata and alerts point at these UIs.
+    return {**os.environ, "ML_PLATFORM_MLFLOW_UI_URL": os.environ.get("ML_PLATFORM_MLFLOW_UI_URL", f"http://{host}:{mlflow_port}"),
+            "ML_PLATFORM_DAGSTER_UI_URL": os.environ.get("ML_PLATFORM_DAGSTER_UI_URL", f"http://{host}:{dagster_port}")}
