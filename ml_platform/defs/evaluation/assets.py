@@ -5,6 +5,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from ml_platform.lib import regression_set
+from ml_platform.lib.artifacts import DIGEST_TAG
 from ml_platform.lib.evaluation import baseline_metrics, evaluate_classifier, png_markdown, render_report_html
 from ml_platform.lib.modeling import model_inputs, split_training_data
 from ml_platform.lib.snapshots import read_snapshot
@@ -36,8 +38,9 @@ def model_evaluation(context: dg.AssetExecutionContext, project: ProjectResource
     cfg = project.config()
     data = trained_model["training_data"]
     split = split_training_data(read_snapshot(Path(data["path"]), data["sha256"]), cfg)
-    # Evaluate what the registry holds, not the object in memory: that is what will be served.
-    model = registry.load_model(cfg.model.name, trained_model["version"])
+    # Evaluate what the registry holds, not the object in memory: that is what will be served. The digest of
+    # exactly these files is recorded: serving and `ml-platform check` refuse any other bytes for this version.
+    model, digest = registry.load_model_with_digest(cfg.model.name, trained_model["version"])
     evaluation = evaluate_on_holdout(model, split, cfg)
     baseline = baseline_metrics(split.y_train, split.y_holdout, cfg.data.positive_label)
 
@@ -58,13 +61,23 @@ def model_evaluation(context: dg.AssetExecutionContext, project: ProjectResource
         files=[out / name for name in ("evaluation.json", "evaluation.html", "roc.png", "calibration.png")],
         artifact_dir="evaluation",
     )
+    # The rows `ml-platform check` replays against a running endpoint, with the scores this version gave.
+    regression = regression_set.record_regression_set(
+        model, split.holdout, list(getattr(model, "feature_names_in_", split.feature_columns)),
+        model_name=cfg.model.name, version=trained_model["version"], artifact_sha256=digest,
+        positive_label=cfg.data.positive_label, id_column=cfg.data.id_column, rows=cfg.checks.regression.rows,
+    ).write(out / regression_set.ARTIFACT_FILE)
+    registry.log_to_run(trained_model["run_id"], files=[regression], artifact_dir=regression_set.ARTIFACT_DIR)
     report_uri = registry.artifact_uri(trained_model["run_id"], "evaluation/evaluation.html")
-    registry.tag_version(cfg.model.name, trained_model["version"], {"evaluation_report": report_uri})
+    registry.tag_version(cfg.model.name, trained_model["version"], {
+        "evaluation_report": report_uri, DIGEST_TAG: digest,
+        regression_set.REGRESSION_SET_TAG: registry.artifact_uri(trained_model["run_id"], regression_set.ARTIFACT_PATH)})
 
     context.add_output_metadata({
         **{k: dg.MetadataValue.float(float(v)) for k, v in evaluation.metrics.items()},
         "baseline_roc_auc": float(baseline["roc_auc"]),
         "model_version": trained_model["version"],
+        "artifact_sha256": digest,
         "report_html": dg.MetadataValue.path(str(out / "evaluation.html")),
         "report_mlflow_uri": report_uri,
         "mlflow_run": dg.MetadataValue.url(registry.run_ui_url(trained_model["run_id"])),
@@ -75,4 +88,4 @@ def model_evaluation(context: dg.AssetExecutionContext, project: ProjectResource
     return {"version": trained_model["version"], "run_id": trained_model["run_id"], "metrics": evaluation.metrics,
             "by_group": evaluation.by_group, "baseline": baseline, "report_path": str(out / "evaluation.html"),
             "report_json_path": str(out / "evaluation.json"),
-            "report_uri": report_uri, "training_data": data}
+            "report_uri": report_uri, "training_data": data, "artifact_sha256": digest}
