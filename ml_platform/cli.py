@@ -77,6 +77,10 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve the champion over HTTP (/predict, /invocations, /metrics ...)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--version", help="answer with this version instead of following the champion alias "
+                       "(a smoke test of a candidate; canary and alias moves do not apply)")
+    serve.add_argument("--no-prediction-log", action="store_true",
+                       help="do not write answers to the prediction log (test traffic, e.g. `ml-platform check`)")
     labels = command("labels", "check that a late label file parses, then copy it into the label landing folder")
     labels.add_argument("file", help="CSV or Parquet: prediction_id or the id column, the target, optional labeled_at")
     return parser
@@ -344,9 +348,9 @@ READ_ONLY = {"status", "history", "inventory", "rollback", "serve"}
 def _serve(args, config) -> int:
     from ml_platform.serving.app import serve
 
-    print(f"serving model '{config.model.name}' on http://{args.host}:{args.port} "
-          f"(canary mode {config.serving.canary.mode}); Ctrl-C stops", flush=True)
-    serve(config, host=args.host, port=args.port)
+    what = f"version {args.version} (pinned)" if args.version else f"canary mode {config.serving.canary.mode}"
+    print(f"serving model '{config.model.name}' on http://{args.host}:{args.port} ({what}); Ctrl-C stops", flush=True)
+    serve(config, host=args.host, port=args.port, version=args.version, log_predictions=not args.no_prediction_log)
     return 0
 
 
