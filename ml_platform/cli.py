@@ -11,10 +11,12 @@
     ml-platform demo      [--batches N] [--json]      the demo scenario behind `make demo`
     ml-platform serve     [--host H] [--port P]       the online prediction service (models:/<name>@champion)
     ml-platform labels    FILE [--json]               check a late label file and drop it into the landing folder
+    ml-platform check     [--version N] [--only LAYER] [--endpoint URL] [--regression-set FILE] [--readiness] [--json]
+                                                      the data, model and infrastructure tests of a version
 
 All take --config FILE and --home DIR. Exit codes: 0 success; 1 the work ran but failed or was
 refused (a step failed, a check blocked the line, a rollback or approval was refused, a reproduction
-did not match); 2 bad input (config, arguments, unknown version or id).
+did not match, a test of `check` failed); 2 bad input (config, arguments, unknown version or id).
 """
 
 from __future__ import annotations
@@ -81,6 +83,15 @@ def _parser() -> argparse.ArgumentParser:
                        "(a smoke test of a candidate; canary and alias moves do not apply)")
     serve.add_argument("--no-prediction-log", action="store_true",
                        help="do not write answers to the prediction log (test traffic, e.g. `ml-platform check`)")
+    check = command("check", "the data, model and infrastructure tests of a version (exit 1 when one fails)")
+    check.add_argument("--version", help="the version to check (default: the newest registered version)")
+    check.add_argument("--only", action="append", choices=("data", "model", "infrastructure"), metavar="LAYER",
+                       help="run only this layer: data, model or infrastructure (repeatable)")
+    check.add_argument("--endpoint", help="replay the regression set against this running service (default: "
+                       "start one on loopback, pinned to the version)")
+    check.add_argument("--regression-set", help="a regression set file to replay (default: the one recorded with "
+                       "the version at evaluation)")
+    check.add_argument("--readiness", action="store_true", help="also print the ML Test Score readiness table")
     labels = command("labels", "check that a late label file parses, then copy it into the label landing folder")
     labels.add_argument("file", help="CSV or Parquet: prediction_id or the id column, the target, optional labeled_at")
     return parser
@@ -388,6 +399,61 @@ def _labels(args, config) -> int:
 
 COMMANDS["labels"] = _labels
 READ_ONLY.add("labels")  # builds no model: the estimator import is skipped
+
+
+# -- check -----------------------------------------------------------------------------------------
+def _check(args, config) -> int:
+    from ml_platform.check import LAYERS, run_checks
+
+    layers = tuple(args.only) if args.only else LAYERS
+    report = run_checks(config, version=args.version, layers=layers, endpoint=args.endpoint,
+                        regression_set=args.regression_set, readiness=args.readiness,
+                        progress=None if args.json else _print_check_result)
+    _emit(args, report.to_json(), lambda r: _print_check_summary(r))
+    return 0 if report.passed else 1
+
+
+_MARKS = {"pass": ("✔", GREEN), "fail": ("✘", RED), "skip": ("–", YELLOW)}
+_layer_printed: list[str] = []
+
+
+def _print_check_result(result: Any) -> None:
+    if not _layer_printed or _layer_printed[-1] != result.layer:
+        _layer_printed.append(result.layer)
+        print(_color(result.layer, BOLD), flush=True)
+    mark, code = _MARKS[result.status]
+    print(f"  {_color(mark, code)} {result.name:<24} {result.summary}  {_color(f'({result.seconds:.1f}s)', DIM)}")
+    for line in result.details if result.status == "fail" else result.details[:3]:
+        print(_color(f"      {line}", "" if result.status == "fail" else DIM), flush=True)
+
+
+def _print_check_summary(report: dict) -> None:
+    counts = report["counts"]
+    verdict = _color("check passed", GREEN) if report["passed"] else _color("check FAILED", RED)
+    print(f"{verdict}: {report['model']} v{report['version']} (champion {report['champion'] or 'none'}): "
+          f"{counts['pass']} passed, {counts['fail']} failed, {counts['skip']} skipped")
+    failed = [r["key"] for r in report["results"] if r["status"] == "fail"]
+    if failed:
+        print("  failed: " + ", ".join(failed))
+    if report["readiness"]:
+        _print_readiness(report["readiness"], report)
+
+
+def _print_readiness(table: dict, report: dict) -> None:
+    states = {"pass": GREEN, "fail": RED, "not run": YELLOW, "absent": DIM}
+    print()
+    print(_color(f"ML Test Score readiness: {report['model']} v{report['version']}", BOLD) +
+          " (Breck et al. 2017; scoring in docs/checks.md)")
+    for section, score in table["sections"].items():
+        print(_color(f"{section:<16}", BOLD) + f"{score:.1f} / {table['max_per_section'][section]}")
+        for row in (r for r in table["rows"] if r["section"] == section):
+            state = _color(f"{row['state']:<8}", states[row["state"]])
+            notes = "; ".join(e["note"] for e in row["evidence"].values() if e["state"] in ("fail", "not run"))
+            print(f"  {state} {row['points']:.1f}  {row['test']:<54} {row['how']}" + (f" [{notes}]" if notes else ""))
+    print(_color(f"overall score {table['overall']:.1f}", BOLD) + f" (the lowest section): {table['meaning']}")
+
+
+COMMANDS["check"] = _check
 
 
 if __name__ == "__main__":
