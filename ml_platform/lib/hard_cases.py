@@ -177,10 +177,10 @@ def load_hard_cases(path: Path, inputs: dict[str, str], contract: dict[str, Any]
     for i, e in enumerate(spec.expectations):
         entry = f"expectations[{i}] '{e.name}': change"
         for column, value in e.change.items():
-            if isinstance(value, dict):
-                check_value(entry, column, 0.0)  # only a numeric column can be added to
-                if inputs[column] not in ("number", "integer"):
+            if isinstance(value, dict):  # {add: n}: only a numeric column can be added to
+                if column in inputs and inputs[column] not in ("number", "integer"):
                     raise HardCasesError(f"{where}: {entry}: column '{column}' is not numeric: it cannot be added to")
+                check_value(entry, column, value["add"])
             for v in value if isinstance(value, list) else ([] if isinstance(value, dict) else [value]):
                 check_value(entry, column, v)
     return HardCases(path=Path(path), rows=rows, spec=spec)
@@ -225,7 +225,7 @@ def evaluate_hard_cases(cases: HardCases, score: Any, classes: list[Any]) -> Out
             checked += 1
             ok, rule = _holds(e, before, after)
             if not ok:
-                shown = ", ".join(f"{c}={v}" for c, v in change.items())
+                shown = ", ".join(f"{c}{v['add']:+g}" if isinstance(v, dict) else f"{c}={v}" for c, v in change.items())
                 problems.append(f"case '{name}' with {shown}: {before:.4f} → {after:.4f} ({rule})")
         if problems:
             failures.append(f"expectation '{e.name}' broken on {len(problems)} of {len(targets) * len(variants)}: "
