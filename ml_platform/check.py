@@ -212,13 +212,13 @@ def run_checks(config: Any, *, version: str | None = None, layers: tuple[str, ..
     subject = Subject(config, str(version) if version else str(versions[-1].version))
     override = Path(regression_set).resolve() if regression_set else (
         config.resolve_path(config.checks.regression.path) if config.checks.regression.path else None)
-    inputs = _preflight(subject, layers, override)
+    inputs = {**_preflight(subject, layers, override), "endpoint": endpoint, "regression_set": override}
 
     report = CheckReport(model=subject.name, version=subject.version, champion=subject.champion,
                          compared_to=subject.compared_to, layers=[layer for layer in LAYERS if layer in layers])
     tests = {"data": (_training_snapshot_contract, _newest_batch_contract, _schema_match),
              "model": (_training_converges, _promotion_gate, _slices, _robustness, _known_hard_cases),
-             "infrastructure": (_artifact_digest, _serving(endpoint, override), _rollback, _reproduce)}
+             "infrastructure": (_artifact_digest, _serving, _rollback, _reproduce)}
     for layer in report.layers:
         for test in tests[layer]:
             for result in _timed(layer, test, subject, inputs):
@@ -236,7 +236,7 @@ def _preflight(subject: Subject, layers: tuple[str, ...], override: Path | None)
     """Read and check every input file before a test runs: bad input stops the check with exit code 2.
     A subject whose data or model cannot be loaded is not bad input: its tests fail and say why."""
     from ml_platform.lib.hard_cases import load_hard_cases
-    from ml_platform.lib.model_checks import perturbation_columns
+    from ml_platform.lib.model_checks import did_you_mean, perturbation_columns
 
     checks, found = subject.config.checks, {}
     if "infrastructure" in layers and override is not None:
@@ -245,15 +245,19 @@ def _preflight(subject: Subject, layers: tuple[str, ...], override: Path | None)
         return found
     try:
         holdout, X = subject.split.holdout, subject.holdout_inputs
-    except CheckInputError:
-        raise
-    except Exception:
+    except Exception:  # no snapshot, an altered artifact: not bad input; the tests fail and say why
         return found
-    if checks.slices is not None and checks.slices.column not in holdout.columns:
-        from ml_platform.lib.model_checks import did_you_mean
-
-        raise CheckInputError(f"{subject.config.source_file.name}: checks.slices.column: '{checks.slices.column}' "
-                              f"is not a column of the feature table{did_you_mean(checks.slices.column, list(holdout.columns))}")
+    slices = checks.slices
+    if slices is not None:
+        where = f"{subject.config.source_file.name}: checks.slices"
+        if slices.column not in holdout.columns:
+            raise CheckInputError(f"{where}.column: '{slices.column}' is not a column of the feature table"
+                                  f"{did_you_mean(slices.column, [str(c) for c in holdout.columns])}")
+        values = set(holdout[slices.column].astype(str))
+        unknown = sorted(set(slices.floors) - values)
+        if unknown:
+            raise CheckInputError(f"{where}.floors: the holdout has no slice {unknown} of '{slices.column}' "
+                                  f"(its values: {sorted(values)[:20]})")
     perturbation_columns(X, checks.perturbation.columns)
     if checks.known_hard_cases:
         found["hard_cases"] = load_hard_cases(subject.config.resolve_path(checks.known_hard_cases),
@@ -262,7 +266,7 @@ def _preflight(subject: Subject, layers: tuple[str, ...], override: Path | None)
 
 
 def _timed(layer: str, test: Callable, subject: Subject, inputs: dict) -> Iterator[CheckResult]:
-    name = test.__name__.strip("_") if hasattr(test, "__name__") else str(test)
+    name = test.__name__.strip("_")
     started = time.perf_counter()
     try:
         outcomes = test(subject, inputs)
@@ -423,20 +427,16 @@ def _artifact_digest(subject: Subject, inputs: dict) -> Outcome:
                           "a registered artifact is not the one that was evaluated", lines)
 
 
-def _serving(endpoint: str | None, override: Path | None) -> Callable:
-    def serving(subject: Subject, inputs: dict) -> list[tuple[str, Outcome]]:
-        """The version loads and answers in a serving process (started here on loopback, pinned to the version
-        and writing no prediction log; or the running `endpoint`), and the regression set comes back as recorded."""
-        timeout = subject.config.checks.serve_timeout_seconds
-        context = contextlib.nullcontext(ServedModel(endpoint.rstrip("/"), None, None)) if endpoint \
-            else serving_process(subject.version, timeout)
-        with context as served:
-            ready = served.wait_ready(timeout)
-            answers = _served_version_outcome(subject, served, ready)
-            return [("serving", answers), ("regression_set", _regression_outcome(subject, served, ready, override))]
-
-    serving.__name__ = "serving"
-    return serving
+def _serving(subject: Subject, inputs: dict) -> list[tuple[str, Outcome]]:
+    """The version loads and answers in a serving process (started here on loopback, pinned to the version and
+    writing no prediction log; or the running `--endpoint`), and the regression set comes back as recorded."""
+    timeout, endpoint = subject.config.checks.serve_timeout_seconds, inputs["endpoint"]
+    context = contextlib.nullcontext(ServedModel(endpoint.rstrip("/"), None, None)) if endpoint \
+        else serving_process(subject.version, timeout)
+    with context as served:
+        ready = served.wait_ready(timeout)
+        return [("serving", _served_version_outcome(subject, served, ready)),
+                ("regression_set", _regression_outcome(subject, served, ready, inputs["regression_set"]))]
 
 
 def _served_version_outcome(subject: Subject, served: ServedModel, ready: dict) -> Outcome:

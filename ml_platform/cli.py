@@ -9,10 +9,11 @@
     ml-platform lineage   (--version N | --prediction-id ID) [--json]
     ml-platform reproduce --version N [--json]        retrain from the recorded lineage and compare
     ml-platform demo      [--batches N] [--json]      the demo scenario behind `make demo`
-    ml-platform serve     [--host H] [--port P]       the online prediction service (models:/<name>@champion)
+    ml-platform serve     [--host H] [--port P]       the online prediction service (models:/<name>@champion;
+                          [--version N] [--no-prediction-log]   or one pinned version, e.g. for a smoke test)
     ml-platform labels    FILE [--json]               check a late label file and drop it into the landing folder
-    ml-platform check     [--version N] [--only LAYER] [--endpoint URL] [--regression-set FILE] [--readiness] [--json]
-                                                      the data, model and infrastructure tests of a version
+    ml-platform check     [--version N] [--only LAYER] [--readiness] [--json] [--report FILE]
+                          [--endpoint URL] [--regression-set FILE]   the data, model and infrastructure tests
 
 All take --config FILE and --home DIR. Exit codes: 0 success; 1 the work ran but failed or was
 refused (a step failed, a check blocked the line, a rollback or approval was refused, a reproduction
@@ -92,6 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--regression-set", help="a regression set file to replay (default: the one recorded with "
                        "the version at evaluation)")
     check.add_argument("--readiness", action="store_true", help="also print the ML Test Score readiness table")
+    check.add_argument("--report", metavar="FILE", help="also write the JSON report to FILE (a CI artifact)")
     labels = command("labels", "check that a late label file parses, then copy it into the label landing folder")
     labels.add_argument("file", help="CSV or Parquet: prediction_id or the id column, the target, optional labeled_at")
     return parser
@@ -406,21 +408,30 @@ def _check(args, config) -> int:
     from ml_platform.check import LAYERS, run_checks
 
     layers = tuple(args.only) if args.only else LAYERS
+    printed: list[str] = []  # the layers whose heading is out: results stream in as each test ends
+
+    def progress(result: Any) -> None:
+        if result.layer not in printed:
+            printed.append(result.layer)
+            print(_color(result.layer, BOLD), flush=True)
+        _print_check_result(result)
+
     report = run_checks(config, version=args.version, layers=layers, endpoint=args.endpoint,
                         regression_set=args.regression_set, readiness=args.readiness,
-                        progress=None if args.json else _print_check_result)
-    _emit(args, report.to_json(), lambda r: _print_check_summary(r))
+                        progress=None if args.json else progress)
+    payload = report.to_json()
+    if args.report:
+        from pathlib import Path
+
+        Path(args.report).write_text(json.dumps(payload, indent=2, default=str))
+    _emit(args, payload, _print_check_summary)
     return 0 if report.passed else 1
 
 
 _MARKS = {"pass": ("✔", GREEN), "fail": ("✘", RED), "skip": ("–", YELLOW)}
-_layer_printed: list[str] = []
 
 
 def _print_check_result(result: Any) -> None:
-    if not _layer_printed or _layer_printed[-1] != result.layer:
-        _layer_printed.append(result.layer)
-        print(_color(result.layer, BOLD), flush=True)
     mark, code = _MARKS[result.status]
     print(f"  {_color(mark, code)} {result.name:<24} {result.summary}  {_color(f'({result.seconds:.1f}s)', DIM)}")
     for line in result.details if result.status == "fail" else result.details[:3]:
