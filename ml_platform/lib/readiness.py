@@ -88,12 +88,13 @@ TESTS = (
                   "served traffic (the prediction log) against the champion's training rows"),
     ReadinessTest("monitoring", "Models are not too stale", ("freshness",),
                   "freshness SLOs on the raw data, features and predictions; drift and SLO retraining"),
-    ReadinessTest("monitoring", "Models are numerically stable", ("prediction_drift",),
-                  "the score distribution of each batch against the holdout (PSI)"),
+    ReadinessTest("monitoring", "Models are numerically stable", ("model.robustness",),
+                  "scores are finite and stable under small input noise (checked per version, not watched live)"),
     ReadinessTest("monitoring", "Computing performance has not regressed", ("cost",),
                   "latency p99 and model size per day against the gate's latency guardrail"),
-    ReadinessTest("monitoring", "Prediction quality has not regressed", ("live_performance",),
-                  "the rolling live metric against its SLO floor"),
+    ReadinessTest("monitoring", "Prediction quality has not regressed", ("live_performance", "prediction_drift"),
+                  "the rolling live metric against its SLO floor; before labels, each batch's score distribution "
+                  "against the holdout (PSI)"),
 )
 
 
