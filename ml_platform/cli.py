@@ -48,9 +48,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--home", help="state directory (default: ML_PLATFORM_HOME or ./.ml_platform)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def command(name: str, help: str) -> argparse.ArgumentParser:
+    def command(name: str, help: str, *, json_output: bool = True) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help)
-        p.add_argument("--json", action="store_true", help="machine-readable output")
+        # Also after the command (`ml-platform check --config FILE`); SUPPRESS keeps the value given before it.
+        p.add_argument("--config", default=argparse.SUPPRESS, help="project config file (as before the command)")
+        p.add_argument("--home", default=argparse.SUPPRESS, help="state directory (as before the command)")
+        if json_output:
+            p.add_argument("--json", action="store_true", help="machine-readable output")
         return p
 
     run = command("run", "materialize the lifecycle for one batch and print each asset's outcome")
@@ -77,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--version", required=True)
     demo = command("demo", "the demo scenario: daily batches, gated retraining, sign-off, drift, rollback")
     demo.add_argument("--batches", type=int, default=4, help="how many daily batches to run (default 4)")
-    serve = sub.add_parser("serve", help="serve the champion over HTTP (/predict, /invocations, /metrics ...)")
+    serve = command("serve", "serve the champion over HTTP (/predict, /invocations, /metrics ...)", json_output=False)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--version", help="answer with this version instead of following the champion alias "
