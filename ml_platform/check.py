@@ -310,8 +310,9 @@ def newest_batch() -> dict | None:
     if event is None or event.asset_materialization is None:
         return None
     meta = event.asset_materialization.metadata
-    value = lambda key: getattr(meta.get(key), "value", meta.get(key))  # noqa: E731
-    return {"batch_id": value("batch_id"), "path": value("snapshot_path"), "sha256": value("snapshot_sha256")}
+    plain = {key: getattr(meta.get(key), "value", meta.get(key)) for key in ("batch_id", "snapshot_path",
+                                                                          "snapshot_sha256")}
+    return {"batch_id": plain["batch_id"], "path": plain["snapshot_path"], "sha256": plain["snapshot_sha256"]}
 
 
 def _newest_batch_contract(subject: Subject, inputs: dict) -> Outcome:
