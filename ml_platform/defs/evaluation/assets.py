@@ -88,4 +88,4 @@ def model_evaluation(context: dg.AssetExecutionContext, project: ProjectResource
     return {"version": trained_model["version"], "run_id": trained_model["run_id"], "metrics": evaluation.metrics,
             "by_group": evaluation.by_group, "baseline": baseline, "report_path": str(out / "evaluation.html"),
             "report_json_path": str(out / "evaluation.json"),
-            "report_uri": report_uri, "training_data": data, "artifact_sha256": digest}
+            "report_uri": report_uri, "training_data": data}
