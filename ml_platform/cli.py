@@ -9,14 +9,17 @@
     ml-platform lineage   (--version N | --prediction-id ID) [--json]
     ml-platform reproduce --version N [--json]        retrain from the recorded lineage and compare
     ml-platform demo      [--batches N] [--json]      the demo scenario behind `make demo`
-    ml-platform serve     [--host H] [--port P]       the online prediction service (models:/<name>@champion)
+    ml-platform serve     [--host H] [--port P]       the online prediction service (models:/<name>@champion;
+                          [--version N] [--no-prediction-log]   or one pinned version, e.g. for a smoke test)
     ml-platform labels    FILE [--json]               check a late label file and drop it into the landing folder
+    ml-platform check     [--version N] [--only LAYER] [--readiness] [--json] [--report FILE]
+                          [--endpoint URL] [--regression-set FILE]   the data, model and infrastructure tests
     ml-platform worker    [--name N] [--concurrency C]  a Celery worker for runs' steps (ML_PLATFORM_EXECUTOR=celery)
     ml-platform ui        [--dagster-port P] [--mlflow-port P]  the Dagster and MLflow UIs on the profile's stores
 
 All take --config FILE and --home DIR. Exit codes: 0 success; 1 the work ran but failed or was
 refused (a step failed, a check blocked the line, a rollback or approval was refused, a reproduction
-did not match); 2 bad input (config, arguments, unknown version or id).
+did not match, a test of `check` failed); 2 bad input (config, arguments, unknown version or id).
 """
 
 from __future__ import annotations
@@ -48,9 +51,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--home", help="state directory (default: ML_PLATFORM_HOME or ./.ml_platform)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def command(name: str, help: str) -> argparse.ArgumentParser:
+    def command(name: str, help: str, *, json_output: bool = True) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help)
-        p.add_argument("--json", action="store_true", help="machine-readable output")
+        # Also after the command (`ml-platform check --config FILE`); SUPPRESS keeps the value given before it.
+        p.add_argument("--config", default=argparse.SUPPRESS, help="project config file (as before the command)")
+        p.add_argument("--home", default=argparse.SUPPRESS, help="state directory (as before the command)")
+        if json_output:
+            p.add_argument("--json", action="store_true", help="machine-readable output")
         return p
 
     run = command("run", "bring the lifecycle up to date: recompute what is stale or missing, print each asset's outcome")
@@ -78,14 +85,30 @@ def _parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--version", required=True)
     demo = command("demo", "the demo scenario: daily batches, gated retraining, sign-off, drift, rollback")
     demo.add_argument("--batches", type=int, default=4, help="how many daily batches to run (default 4)")
-    serve = sub.add_parser("serve", help="serve the champion over HTTP (/predict, /invocations, /metrics ...)")
+    serve = command("serve", "serve the champion over HTTP (/predict, /invocations, /metrics ...)", json_output=False)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
-    ui = sub.add_parser("ui", help="the Dagster UI (webserver and daemon) and the MLflow UI, on the profile's stores")
+    serve.add_argument("--version", help="answer with this version instead of following the champion alias "
+                       "(a smoke test of a candidate; canary and alias moves do not apply)")
+    serve.add_argument("--no-prediction-log", action="store_true",
+                       help="do not write answers to the prediction log (test traffic, e.g. `ml-platform check`)")
+    check = command("check", "the data, model and infrastructure tests of a version (exit 1 when one fails)")
+    check.add_argument("--version", help="the version to check (default: the newest registered version)")
+    check.add_argument("--only", action="append", choices=("data", "model", "infrastructure"), metavar="LAYER",
+                       help="run only this layer: data, model or infrastructure (repeatable)")
+    check.add_argument("--endpoint", help="replay the regression set against this running service (default: "
+                       "start one on loopback, pinned to the version)")
+    check.add_argument("--regression-set", help="a regression set file to replay (default: the one recorded with "
+                       "the version at evaluation)")
+    check.add_argument("--readiness", action="store_true", help="also print the ML Test Score readiness table")
+    check.add_argument("--report", metavar="FILE", help="also write the JSON report to FILE (a CI artifact)")
+    ui = command("ui", "the Dagster UI (webserver and daemon) and the MLflow UI, on the profile's stores",
+                 json_output=False)
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--dagster-port", type=int, default=3000)
     ui.add_argument("--mlflow-port", type=int, default=5000)
-    worker = sub.add_parser("worker", help="run a Celery worker that executes runs' steps (ML_PLATFORM_EXECUTOR=celery)")
+    worker = command("worker", "run a Celery worker that executes runs' steps (ML_PLATFORM_EXECUTOR=celery)",
+                     json_output=False)
     worker.add_argument("--name", default="worker", help="worker name (unique per host)")
     worker.add_argument("--concurrency", type=int, default=1, help="steps this worker runs at once")
     labels = command("labels", "check that a late label file parses, then copy it into the label landing folder")
@@ -375,9 +398,9 @@ NO_ESTIMATOR_IMPORT = {"status", "history", "inventory", "rollback", "serve", "w
 def _serve(args, config) -> int:
     from ml_platform.serving.app import serve
 
-    print(f"serving model '{config.model.name}' on http://{args.host}:{args.port} "
-          f"(canary mode {config.serving.canary.mode}); Ctrl-C stops", flush=True)
-    serve(config, host=args.host, port=args.port)
+    what = f"version {args.version} (pinned)" if args.version else f"canary mode {config.serving.canary.mode}"
+    print(f"serving model '{config.model.name}' on http://{args.host}:{args.port} ({what}); Ctrl-C stops", flush=True)
+    serve(config, host=args.host, port=args.port, version=args.version, log_predictions=not args.no_prediction_log)
     return 0
 
 
@@ -436,6 +459,70 @@ def _labels(args, config) -> int:
 
 COMMANDS["labels"] = _labels
 NO_ESTIMATOR_IMPORT.add("labels")  # builds no model: the estimator import is skipped
+
+
+# -- check -----------------------------------------------------------------------------------------
+def _check(args, config) -> int:
+    from ml_platform.check import LAYERS, run_checks
+
+    layers = tuple(args.only) if args.only else LAYERS
+    printed: list[str] = []  # the layers whose heading is out: results stream in as each test ends
+
+    def progress(result: Any) -> None:
+        if result.layer not in printed:
+            printed.append(result.layer)
+            print(_color(result.layer, BOLD), flush=True)
+        _print_check_result(result)
+
+    report = run_checks(config, version=args.version, layers=layers, endpoint=args.endpoint,
+                        regression_set=args.regression_set, readiness=args.readiness,
+                        progress=None if args.json else progress)
+    payload = report.to_json()
+    if args.report:
+        from pathlib import Path
+
+        Path(args.report).write_text(json.dumps(payload, indent=2, default=str))
+    _emit(args, payload, _print_check_summary)
+    return 0 if report.passed else 1
+
+
+_MARKS = {"pass": ("✔", GREEN), "fail": ("✘", RED), "skip": ("–", YELLOW)}
+
+
+def _print_check_result(result: Any) -> None:
+    mark, code = _MARKS[result.status]
+    print(f"  {_color(mark, code)} {result.name:<24} {result.summary}  {_color(f'({result.seconds:.1f}s)', DIM)}")
+    for line in result.details if result.status == "fail" else result.details[:3]:
+        print(_color(f"      {line}", "" if result.status == "fail" else DIM), flush=True)
+
+
+def _print_check_summary(report: dict) -> None:
+    counts = report["counts"]
+    verdict = _color("check passed", GREEN) if report["passed"] else _color("check FAILED", RED)
+    print(f"{verdict}: {report['model']} v{report['version']} (champion {report['champion'] or 'none'}): "
+          f"{counts['pass']} passed, {counts['fail']} failed, {counts['skip']} skipped")
+    failed = [r["key"] for r in report["results"] if r["status"] == "fail"]
+    if failed:
+        print("  failed: " + ", ".join(failed))
+    if report["readiness"]:
+        _print_readiness(report["readiness"], report)
+
+
+def _print_readiness(table: dict, report: dict) -> None:
+    states = {"pass": GREEN, "fail": RED, "not run": YELLOW, "absent": DIM}
+    print()
+    print(_color(f"ML Test Score readiness: {report['model']} v{report['version']}", BOLD) +
+          " (Breck et al. 2017; scoring in docs/checks.md)")
+    for section, score in table["sections"].items():
+        print(_color(f"{section:<16}", BOLD) + f"{score:.1f} / {table['max_per_section'][section]}")
+        for row in (r for r in table["rows"] if r["section"] == section):
+            state = _color(f"{row['state']:<8}", states[row["state"]])
+            notes = "; ".join(e["note"] for e in row["evidence"].values() if e["state"] in ("fail", "not run"))
+            print(f"  {state} {row['points']:.1f}  {row['test']:<54} {row['how']}" + (f" [{notes}]" if notes else ""))
+    print(_color(f"overall score {table['overall']:.1f}", BOLD) + f" (the lowest section): {table['meaning']}")
+
+
+COMMANDS["check"] = _check
 
 
 if __name__ == "__main__":

@@ -282,6 +282,58 @@ class ServingSection(_Strict):
     canary: CanarySection = CanarySection()
 
 
+class SliceChecks(_Strict):
+    """The model's metric on each slice of the holdout (each value of one column), each with a floor."""
+
+    column: str = Field(description="A column of the feature table; each of its values is a slice.")
+    metric: Literal["roc_auc", "f1", "accuracy"] = "roc_auc"
+    floor: float = Field(0.5, ge=0, le=1, description="Every slice's metric must reach this ...")
+    floors: dict[str, float] = Field({}, description="... unless the slice has its own floor here (by value).")
+    min_rows: int = Field(30, ge=1, description="A smaller slice (or one with a single class) is listed, not judged.")
+
+    @field_validator("floors")
+    @classmethod
+    def _floors_are_metrics(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, floor in value.items():
+            if not 0 <= floor <= 1:
+                raise ValueError(f"slice '{name}': floor {floor} is not between 0 and 1")
+        return value
+
+
+class PerturbationChecks(_Strict):
+    """Robustness: scores on holdout rows with small noise added to the numeric inputs."""
+
+    noise: float = Field(0.01, gt=0, le=1, description="Noise standard deviation, as a share of each column's "
+                         "standard deviation on the holdout.")
+    tolerance: float = Field(0.25, gt=0, le=1, description="A score may move by at most this much ...")
+    max_share: float = Field(0.01, ge=0, lt=1, description="... on all but this share of the rows.")
+    rows: int = Field(2000, ge=10, description="Holdout rows perturbed (the first ones, in id order).")
+    columns: list[str] | None = Field(None, description="Inputs to perturb (default: every float input with more "
+                                      "than two distinct values; integer inputs change by whole units, which "
+                                      "the known-hard cases test).")
+
+
+class RegressionChecks(_Strict):
+    """The regression set replayed against a running endpoint."""
+
+    rows: int = Field(50, ge=1, le=10_000, description="Holdout rows recorded with their scores at evaluation.")
+    tolerance: float = Field(1e-6, ge=0, description="Largest difference allowed between a recorded and a served score.")
+    path: str | None = Field(None, description="A regression set file to replay instead of the one recorded with "
+                             "the version under check; relative to the config file.")
+
+
+class ChecksSection(_Strict):
+    """`ml-platform check`: the model and infrastructure tests a change must pass (docs/checks.md)."""
+
+    slices: SliceChecks | None = Field(None, description="Metric per slice with floors; none: no slice test.")
+    perturbation: PerturbationChecks = PerturbationChecks()
+    known_hard_cases: str | None = Field(None, description="YAML file of known-hard cases with expected outcomes "
+                                         "and behavioural expectations; relative to the config file.")
+    regression: RegressionChecks = RegressionChecks()
+    reproduce: bool = Field(True, description="Retrain the version from its lineage and compare (the slowest test).")
+    serve_timeout_seconds: float = Field(120, gt=0, description="How long the check waits for the serving process.")
+
+
 class ProjectConfig(_Strict):
     model: ModelSection
     data: DataSection
@@ -295,6 +347,7 @@ class ProjectConfig(_Strict):
     alerts: AlertsSection = AlertsSection()
     governance: GovernanceSection = GovernanceSection()
     serving: ServingSection = ServingSection()
+    checks: ChecksSection = ChecksSection()
     # Where the config was read from; relative paths in it resolve against this folder.
     source_file: Path = Field(Path("ml_platform.yaml"), exclude=True)
 
@@ -315,6 +368,18 @@ class ProjectConfig(_Strict):
                                  + (f" (did you mean '{hint[0]}'?)" if hint else ""))
         return self
 
+    @model_validator(mode="after")
+    def _slice_column_is_a_slice(self) -> ProjectConfig:
+        slices = self.checks.slices
+        if slices is not None:
+            data = self.data
+            if slices.column in (data.id_column, data.target, data.timestamp_column):
+                role = {data.id_column: "the id column", data.target: "the target",
+                        data.timestamp_column: "the timestamp column"}[slices.column]
+                raise ValueError(f"checks.slices.column: '{slices.column}' is {role}, not a way to slice the "
+                                 "holdout (use a category column such as one of data.columns)")
+        return self
+
     @property
     def needs_approval(self) -> bool:
         return self.model.risk_tier != "low"
@@ -326,7 +391,11 @@ class ProjectConfig(_Strict):
 
     def source_path(self) -> Path:
         assert self.data.source.path is not None
-        path = Path(self.data.source.path).expanduser()
+        return self.resolve_path(self.data.source.path)
+
+    def resolve_path(self, value: str) -> Path:
+        """A path from the config: relative paths resolve against the config file's folder."""
+        path = Path(value).expanduser()
         return path if path.is_absolute() else (self.source_file.parent / path).resolve()
 
     def fingerprint(self) -> str:

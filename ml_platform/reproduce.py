@@ -54,7 +54,7 @@ def reproduce_version(model_name: str, version: str) -> dict:
     )
     run_id = run.info.run_id
     try:
-        config = _recorded_config(lineage, registered.tags.get("config_file"))
+        config = recorded_config(lineage, registered.tags.get("config_file"))
         frame = _read_training_snapshot(snapshot_path, snapshot_sha)
         warnings, current_commit = _environment_warnings(lineage, registered.tags, config)
         if config.fingerprint() != lineage["config_sha256"]:
@@ -79,7 +79,7 @@ def reproduce_version(model_name: str, version: str) -> dict:
     return result
 
 
-def _recorded_config(lineage: dict, config_file: str | None) -> Any:
+def recorded_config(lineage: dict, config_file: str | None) -> Any:
     """The config the version was trained with, as recorded; `source_file` is the file it was read from then."""
     from pydantic import ValidationError
 

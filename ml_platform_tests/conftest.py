@@ -47,6 +47,8 @@ def write_config(directory: Path, overrides: dict | None = None, name: str = "ml
              "gate": {"max_calibration_error": 0.15},
              "model": {"risk_tier": "low"}}  # tests of sign-off set "medium" themselves
     base = _merge(demo_config_dict(), small)
+    # The demo config's own files are beside it, at the project root: keep finding them from elsewhere.
+    base["checks"]["known_hard_cases"] = str(PROJECT_ROOT / base["checks"]["known_hard_cases"])
     path = directory / name
     path.write_text(yaml.safe_dump(_merge(base, overrides or {}), sort_keys=False))
     return path

@@ -137,10 +137,26 @@ def register_version(config_file: Path, *, slow_seconds: float | None = None, fa
         pipeline.steps.insert(0, ("slow", SlowStep(seconds=slow_seconds or 0.0,
                                                    fail_if_env=FAIL_ENV if fail else None)))
     pipeline.fit(split.X_train, split.y_train)
-    _, version = ModelRegistry().log_and_register(
+    registry = ModelRegistry()
+    _, version = registry.log_and_register(
         model_name=config.model.name, experiment=config.model.name, pipeline=pipeline,
         X_train=split.X_train, training_frame=frame, dataset_source="warehouse", dataset_digest="0" * 64,
         target=config.data.target, params={"max_iter": max_iter}, tags={"registered_by": "serving test"},
         trusted_types=[*trusted_types(config), SLOW_STEP_TYPE], pip_requirements=["scikit-learn"],
     )
+    record_artifact_digest(config.model.name, version)
     return version
+
+
+def record_artifact_digest(model_name: str, version: str) -> str:
+    """Record the version's artifact digest as evaluation does (the service serves only evaluated bytes)."""
+    import tempfile
+
+    from ml_platform.lib.artifacts import DIGEST_TAG
+    from ml_platform.resources import ModelRegistry
+
+    registry = ModelRegistry()
+    with tempfile.TemporaryDirectory() as tmp:
+        _, digest = registry.fetch_model(model_name, version, Path(tmp))
+    registry.tag_version(model_name, version, {DIGEST_TAG: digest})
+    return digest

@@ -181,9 +181,36 @@ class ModelRegistry(dg.ConfigurableResource):
             return None
         return min(found, key=lambda v: int(v.version)) if found else None
 
-    def load_model(self, model_name: str, version: str) -> Any:
+    def fetch_model(self, model_name: str, version: str, dst: Path) -> tuple[Path, str]:
+        """Copy the version's model files into `dst`; returns the copy and its artifact digest. A model
+        loaded from the copy is exactly the bytes that were hashed."""
+        from ml_platform.lib.artifacts import artifact_digest
+
         mlflow = self.mlflow()
-        return mlflow.sklearn.load_model(f"models:/{model_name}/{version}")
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{model_name}/{version}",
+                                                         dst_path=str(dst)))
+        return local, artifact_digest(local)
+
+    def load_model(self, model_name: str, version: str, *, require_digest: bool = False) -> Any:
+        """The version's fitted pipeline, its files checked against the digest recorded at evaluation
+        (ArtifactIntegrityError if they changed since). A version with no recorded digest (not evaluated yet,
+        or from before digests were recorded) loads, unless `require_digest`."""
+        return self.load_model_with_digest(model_name, version, require_digest=require_digest)[0]
+
+    def load_model_with_digest(self, model_name: str, version: str, *,
+                               require_digest: bool = False) -> tuple[Any, str]:
+        """`load_model`, and the digest of the files it was loaded from."""
+        import tempfile
+
+        from ml_platform.lib.artifacts import DIGEST_TAG, verify_digest
+
+        mlflow = self.mlflow()
+        recorded = self.version(model_name, version).tags.get(DIGEST_TAG)
+        with tempfile.TemporaryDirectory() as tmp:
+            local, digest = self.fetch_model(model_name, version, Path(tmp))
+            if recorded or require_digest:
+                verify_digest(model_name, str(version), digest, recorded)
+            return mlflow.sklearn.load_model(str(local)), digest
 
     def version(self, model_name: str, version: str) -> Any:
         return self.client().get_model_version(model_name, version)

@@ -170,7 +170,8 @@ def create_app(service: PredictionService, *, token: str | None = None) -> Starl
     async def ready(request: Request) -> Response:
         champion = service.models.champion
         if not service.ready:
-            return _json({"ready": False, "reason": service.models.last_error or "loading the champion"}, 503)
+            reason = service.models.champion_refused() or service.models.last_error or "loading the champion"
+            return _json({"ready": False, "reason": reason}, 503)
         return _json({"ready": True, "model": service.config.model.name, "champion_version": champion.version})
 
     @endpoint("version")
@@ -203,8 +204,10 @@ def create_app(service: PredictionService, *, token: str | None = None) -> Starl
     ], lifespan=lifespan)
 
 
-def build_service(config: Any) -> PredictionService:
-    """The service on the platform's resources (the same registry, warehouse and audit log as the runs)."""
+def build_service(config: Any, *, version: str | None = None, log_predictions: bool = True) -> PredictionService:
+    """The service on the platform's resources (the same registry, warehouse and audit log as the runs).
+    `version` pins the model answering (instead of following `champion`); `log_predictions=False` keeps its
+    answers out of the prediction log (a smoke test's rows are not traffic)."""
     from ml_platform import settings
     from ml_platform.resources import Alerts, Governance, ModelRegistry, Warehouse
     from ml_platform.serving.online_store import OnlineFeatureStore
@@ -215,14 +218,16 @@ def build_service(config: Any) -> PredictionService:
         config, registry=registry, warehouse=warehouse,
         governance=Governance(registry=registry, warehouse=warehouse, alerts=alerts), alerts=alerts,
         online_store=OnlineFeatureStore(settings.platform_paths().online_store),
+        pinned_version=version, log_predictions=log_predictions,
     )
 
 
-def serve(config: Any, *, host: str = "127.0.0.1", port: int = 8080) -> None:
+def serve(config: Any, *, host: str = "127.0.0.1", port: int = 8080, version: str | None = None,
+          log_predictions: bool = True) -> None:
     import uvicorn
 
     sys.setswitchinterval(0.001)  # background threads (log writer, alias watcher) yield the GIL to requests sooner
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(build_service(config))
+    app = create_app(build_service(config, version=version, log_predictions=log_predictions))
     uvicorn.run(app, host=host, port=port, loop="uvloop", http="httptools", log_level="warning",
                 access_log=False, timeout_graceful_shutdown=10)

@@ -58,19 +58,29 @@ class LoadedModel:
 
 
 def load_version(registry: Any, config: Any, version: str) -> LoadedModel:
-    """Load one registered version with its signature; the request schema comes from both."""
+    """Load one registered version with its signature; the request schema comes from both. The files are
+    hashed and must match the digest recorded when the version was evaluated (ArtifactIntegrityError):
+    the service answers only with the artifact that was evaluated."""
+    import tempfile
+    from pathlib import Path
+
+    from ml_platform.lib.artifacts import DIGEST_TAG, verify_digest
+
     mlflow = registry.mlflow()
     uri = f"models:/{config.model.name}/{version}"
-    info = mlflow.models.get_model_info(uri)
-    if info.signature is None or info.signature.inputs is None:
-        raise ValueError(f"{uri} has no input signature: the service cannot check requests against it")
-    inputs = [(spec.name, spec.type.name if hasattr(spec.type, "name") else str(spec.type))
-              for spec in info.signature.inputs.inputs]
-    pipeline = mlflow.sklearn.load_model(uri)
+    tags = registry.version(config.model.name, version).tags
+    with tempfile.TemporaryDirectory() as tmp:
+        local, digest = registry.fetch_model(config.model.name, version, Path(tmp))
+        verify_digest(config.model.name, str(version), digest, tags.get(DIGEST_TAG))
+        info = mlflow.models.get_model_info(str(local))  # from the hashed copy, as is the model itself
+        if info.signature is None or info.signature.inputs is None:
+            raise ValueError(f"{uri} has no input signature: the service cannot check requests against it")
+        inputs = [(spec.name, spec.type.name if hasattr(spec.type, "name") else str(spec.type))
+                  for spec in info.signature.inputs.inputs]
+        pipeline = mlflow.sklearn.load_model(str(local))
     classes = list(pipeline.classes_)
     if config.data.positive_label not in classes:
         raise ValueError(f"{uri}: positive label {config.data.positive_label!r} is not among classes {classes}")
-    tags = registry.version(config.model.name, version).tags
     model = LoadedModel(config.model.name, str(version), pipeline, RequestSchema.build(inputs, config),
                         classes.index(config.data.positive_label), dict(tags))
     return replace(model, fast=_verified_fast_path(model))
@@ -100,7 +110,8 @@ class ModelWatcher:
     """Holds `champion` and `challenger` (LoadedModel or None) and keeps them in step with the registry."""
 
     def __init__(self, registry: Any, config: Any, *, poll_seconds: float,
-                 on_change: Callable[[str, LoadedModel | None, LoadedModel | None], None] | None = None):
+                 on_change: Callable[[str, LoadedModel | None, LoadedModel | None], None] | None = None,
+                 pinned_version: str | None = None):
         from ml_platform.resources.governance import PREVIOUS_CHAMPION
         from ml_platform.resources.registry import CHALLENGER, CHAMPION
 
@@ -118,6 +129,10 @@ class ModelWatcher:
         self.first_poll_done = threading.Event()  # both aliases looked at once: the service may report ready
         self.last_poll: float | None = None
         self.last_error: str | None = None
+        self.refused: dict[str, str] = {}  # version -> why it was not loaded (until it loads)
+        self.wanted: dict[str, str | None] = {}  # alias -> the version the registry named at the last poll
+        # `ml-platform serve --version N`: answer with that version as the champion, whatever the aliases say.
+        self.pinned_version = str(pinned_version) if pinned_version is not None else None
 
     def start(self) -> None:
         try:
@@ -134,7 +149,11 @@ class ModelWatcher:
 
     def refresh(self) -> None:
         """One poll (one registry call): look up the aliases and swap in what moved."""
-        aliases = self.registry.aliases(self.config.model.name)
+        if self.pinned_version is not None:
+            aliases = {self._aliases[0]: self.pinned_version}
+        else:
+            aliases = self.registry.aliases(self.config.model.name)
+        self.wanted = {alias: aliases.get(alias) for alias in self._aliases}
         for alias in self._aliases:
             version = aliases.get(alias)
             current = getattr(self, alias)
@@ -161,17 +180,27 @@ class ModelWatcher:
                 return None
             try:
                 model = load_version(self.registry, self.config, version)
-            except Exception as exc:  # a broken artifact must not take the service down
+            except Exception as exc:  # a broken or altered artifact must not take the service down
                 self._failed[version] = time.time()
-                self.last_error = f"version {version} failed to load: {exc}"
+                self.refused[version] = f"{type(exc).__name__}: {exc}"
+                self.last_error = f"version {version} refused: {exc}"
                 log.error(self.last_error)
                 return None
+            self.refused.pop(version, None)
         self._cache[version] = model  # most recently used last
         keep = {m.version for m in (self.champion, self.challenger) if m} | {version, self.previous_version}
         while len(self._cache) > CACHED_VERSIONS:
             oldest = next(v for v in self._cache if v not in keep)
             del self._cache[oldest]
         return model
+
+    def champion_refused(self) -> str | None:
+        """Why the version named champion is not the one answering (None when it is)."""
+        wanted = self.wanted.get(self._aliases[0])
+        if wanted is None or (self.champion is not None and self.champion.version == wanted):
+            return None
+        reason = self.refused.get(wanted)
+        return f"champion version {wanted} refused: {reason}" if reason else None
 
     def loaded_versions(self) -> list[str]:
         return list(self._cache)

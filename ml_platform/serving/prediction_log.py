@@ -24,8 +24,11 @@ COLUMNS = ("prediction_id", "logged_at", "entity_id", "model_name", "model_versi
 
 
 class PredictionLog:
-    def __init__(self, warehouse: Any, *, flush_seconds: float):
+    def __init__(self, warehouse: Any, *, flush_seconds: float, enabled: bool = True):
         self.warehouse, self.flush_seconds = warehouse, flush_seconds
+        # Off for a smoke-test service (`ml-platform serve --no-prediction-log`, started by `ml-platform
+        # check`): its test rows are not traffic, and must not reach drift monitoring or late labels.
+        self.enabled = enabled
         self._pending: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -35,6 +38,8 @@ class PredictionLog:
 
     def start(self) -> None:
         """Create the table before the first request: the first flush then costs what the others do."""
+        if not self.enabled:
+            return
         with self.warehouse.connect() as con:
             self._create_table(con)
         self._thread.start()
@@ -51,6 +56,8 @@ class PredictionLog:
                model_version: str, variant: str, scores: Any, labels: Any, latency_ms: float,
                rows: list[dict]) -> None:
         """One model call's predictions (cheap: the rows are serialized by the writer thread)."""
+        if not self.enabled:
+            return
         batch = {"prediction_ids": prediction_ids, "entity_ids": entity_ids, "model_name": model_name,
                  "model_version": model_version, "variant": variant, "scores": scores, "labels": labels,
                  "latency_ms": latency_ms, "rows": rows, "at": datetime.now(UTC).replace(tzinfo=None)}
@@ -63,7 +70,8 @@ class PredictionLog:
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=30)
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)
         self.flush()
 
     def _run(self) -> None:

@@ -51,14 +51,15 @@ class Job:
 
 class PredictionService:
     def __init__(self, config: Any, *, registry: Any, warehouse: Any, governance: Any, alerts: Any,
-                 online_store: Any | None = None):
+                 online_store: Any | None = None, pinned_version: str | None = None, log_predictions: bool = True):
         self.config = config
         self.settings = config.serving
         self.metrics = ServiceMetrics()
         self.traffic = TrafficController(self.settings.canary, on_decision=self._record_decision)
         self.models = ModelWatcher(registry, config, poll_seconds=self.settings.alias_poll_seconds,
-                                   on_change=self._alias_moved)
-        self.prediction_log = PredictionLog(warehouse, flush_seconds=self.settings.log_flush_seconds)
+                                   on_change=self._alias_moved, pinned_version=pinned_version)
+        self.prediction_log = PredictionLog(warehouse, flush_seconds=self.settings.log_flush_seconds,
+                                            enabled=log_predictions)
         self.registry, self.governance, self.alerts = registry, governance, alerts
         self.online_store = online_store
         # One model thread, itself single-threaded: micro-batches are small, and OpenMP's thread team
@@ -282,6 +283,11 @@ class PredictionService:
             "loaded_versions": self.models.loaded_versions(),
             "canary": self.traffic.state(),
             "registry": {"last_poll": self.models.last_poll, "last_error": self.models.last_error},
+            # Versions the registry named but the service would not load (e.g. an artifact altered after
+            # evaluation), with the reason; the last good version keeps answering meanwhile.
+            "refused_versions": dict(self.models.refused),
+            "champion_refused": self.models.champion_refused(),
+            "pinned_version": self.models.pinned_version,
             "prediction_log": {"written": self.prediction_log.written, "pending": self.prediction_log.pending_rows(),
                                "last_error": self.prediction_log.last_error},
         }

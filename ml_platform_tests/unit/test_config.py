@@ -95,3 +95,27 @@ def test_missing_and_malformed_files(tmp_path):
     scalar.write_text("just a string\n")
     with pytest.raises(ConfigError, match="expected a mapping"):
         load_config(scalar)
+
+
+def test_the_checks_section_of_the_demo_config():
+    checks = load_config(DEMO_CONFIG).checks
+    assert (checks.slices.column, checks.slices.floor, checks.perturbation.tolerance) == ("contract", 0.55, 0.25)
+    assert checks.known_hard_cases == "checks/known_hard_cases.yaml"
+    assert load_config(DEMO_CONFIG).resolve_path(checks.known_hard_cases).is_file()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"checks": {"slices": {"column": "customer_id"}}},
+         "checks.slices.column: 'customer_id' is the id column, not a way to slice the holdout"),
+        ({"checks": {"slices": {"column": "contract", "floors": {"two-year": 1.5}}}},
+         "checks.slices.floors: Value error, slice 'two-year': floor 1.5 is not between 0 and 1"),
+        ({"checks": {"perturbation": {"tolerance": 0}}}, "checks.perturbation.tolerance: Input should be greater than 0"),
+        ({"checks": {"regression": {"row": 10}}}, "checks.regression.row: Extra inputs are not permitted"),
+        ({"checks": {"slices": {"column": "churned"}}}, "checks.slices.column: 'churned' is the target"),
+    ],
+)
+def test_a_bad_checks_section_names_the_field(tmp_path, overrides, expected):
+    message = error_for(tmp_path, overrides)
+    assert expected.replace("Value error, ", "") in message

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from ml_platform.lib import regression_set
+from ml_platform.lib.artifacts import DIGEST_TAG
 from ml_platform.lib.evaluation import baseline_metrics, evaluate_classifier, png_markdown, render_report_html
 from ml_platform.lib.modeling import model_inputs, split_training_data
 from ml_platform.lib.snapshots import read_snapshot
@@ -44,8 +46,9 @@ def model_evaluation(context: dg.AssetExecutionContext, project: ProjectResource
                                          "report_mlflow_uri": recorded["report_uri"]})
             return recorded
     split = split_training_data(read_snapshot(Path(data["path"]), data["sha256"]), cfg)
-    # Evaluate what the registry holds, not the object in memory: that is what will be served.
-    model = registry.load_model(cfg.model.name, trained_model["version"])
+    # Evaluate what the registry holds, not the object in memory: that is what will be served. The digest of
+    # exactly these files is recorded: serving and `ml-platform check` refuse any other bytes for this version.
+    model, digest = registry.load_model_with_digest(cfg.model.name, trained_model["version"])
     evaluation = evaluate_on_holdout(model, split, cfg)
     baseline = baseline_metrics(split.y_train, split.y_holdout, cfg.data.positive_label)
 
@@ -66,14 +69,24 @@ def model_evaluation(context: dg.AssetExecutionContext, project: ProjectResource
         files=[out / name for name in ("evaluation.json", "evaluation.html", "roc.png", "calibration.png")],
         artifact_dir="evaluation",
     )
+    # The rows `ml-platform check` replays against a running endpoint, with the scores this version gave.
+    regression = regression_set.record_regression_set(
+        model, split.holdout, list(getattr(model, "feature_names_in_", split.feature_columns)),
+        model_name=cfg.model.name, version=trained_model["version"], artifact_sha256=digest,
+        positive_label=cfg.data.positive_label, id_column=cfg.data.id_column, rows=cfg.checks.regression.rows,
+    ).write(out / regression_set.ARTIFACT_FILE)
+    registry.log_to_run(trained_model["run_id"], files=[regression], artifact_dir=regression_set.ARTIFACT_DIR)
     report_uri = registry.artifact_uri(trained_model["run_id"], "evaluation/evaluation.html")
-    registry.tag_version(cfg.model.name, trained_model["version"], {"evaluation_report": report_uri})
+    registry.tag_version(cfg.model.name, trained_model["version"], {
+        "evaluation_report": report_uri, DIGEST_TAG: digest,
+        regression_set.REGRESSION_SET_TAG: registry.artifact_uri(trained_model["run_id"], regression_set.ARTIFACT_PATH)})
 
     context.add_output_metadata({
         "cache_hit": False,
         **{k: dg.MetadataValue.float(float(v)) for k, v in evaluation.metrics.items()},
         "baseline_roc_auc": float(baseline["roc_auc"]),
         "model_version": trained_model["version"],
+        "artifact_sha256": digest,
         "report_html": dg.MetadataValue.path(str(out / "evaluation.html")),
         "report_mlflow_uri": report_uri,
         "mlflow_run": dg.MetadataValue.url(registry.run_ui_url(trained_model["run_id"])),
@@ -92,8 +105,9 @@ def _recorded_evaluation(project: ProjectResource, registry: ModelRegistry, mode
     """The evaluation a version already has (its evaluation.json artifact), in this asset's output shape; None
     when it has none (it was registered, then the run stopped before evaluation)."""
     version, run_id = trained_model["version"], trained_model["run_id"]
-    report_uri = registry.find_version(model_name, version).tags.get("evaluation_report")
-    if not report_uri:
+    tags = registry.find_version(model_name, version).tags
+    report_uri = tags.get("evaluation_report")
+    if not report_uri or not tags.get(DIGEST_TAG):  # evaluated before digests were recorded: evaluate again
         return None
     out = project.paths().reports / "evaluation" / f"{model_name}-v{version}"
     report_json = out / "evaluation.json"
