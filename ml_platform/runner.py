@@ -279,9 +279,14 @@ def _summarize(result: Any, job: Any, chosen: set | None, instance: Any) -> Life
                if graph.get(key).is_materializable and (chosen is None or key in chosen)}
     materialized: set[str] = set()
     failed_steps: dict[str, str] = {}
+    started, finished = set(), set()
     for event in result.all_events:
         kind = event.event_type
-        if kind == dg.DagsterEventType.ASSET_MATERIALIZATION:
+        if kind == dg.DagsterEventType.STEP_START:
+            started.add(event.step_key)
+        elif kind in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_UP_FOR_RETRY):
+            finished.add(event.step_key)
+        elif kind == dg.DagsterEventType.ASSET_MATERIALIZATION:
             materialized.add(event.asset_key.to_user_string())
         elif kind == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
             data = event.event_specific_data
@@ -294,8 +299,14 @@ def _summarize(result: Any, job: Any, chosen: set | None, instance: Any) -> Life
             message = _root_message(error)
             failed_steps[event.step_key] = message
             summary.errors.append(f"{event.step_key}: {message}")
-        elif kind == dg.DagsterEventType.RUN_FAILURE and not failed_steps and event.message:
-            summary.errors.append(event.message)
+        elif kind == dg.DagsterEventType.RUN_FAILURE:
+            error = getattr(event.event_specific_data, "error", None)
+            summary.errors.append(_root_message(error) if error else event.message or "the run failed")
+    if not result.success:
+        # A step whose process died (a killed Celery worker) ends with neither success nor failure.
+        for step in started - finished - set(failed_steps):
+            failed_steps[step] = "its process died before the step finished"
+            summary.errors.insert(0, f"{step}: its process died before the step finished")
     for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
         name = key.to_user_string()
         if not graph.get(key).is_materializable:

@@ -22,8 +22,11 @@ telemetry:
 run_monitoring:
   enabled: true
   poll_interval_seconds: 15
-  # A run whose worker process died (killed, machine lost) is marked failed, not left "started".
+  # A run launched by the daemon whose process died is marked failed, not left "started" (CLI runs: the next
+  # `ml-platform run` does it, runner.fail_abandoned_runs). A run still going after 6 h is failed: the backstop
+  # for a step lost with a whole Celery worker.
   max_resume_run_attempts: 0
+  max_runtime_seconds: 21600
 {storage}{concurrency}"""
 
 _POSTGRES_STORAGE = """\

@@ -3,12 +3,10 @@ ML_PLATFORM_EXECUTOR=celery, and the `ml-platform worker` process that runs thei
 
 A run's steps are queued on the broker (ML_PLATFORM_CELERY_BROKER: RabbitMQ by default, or Redis); any
 worker, on any machine with the same code, environment and shared ML_PLATFORM_HOME, takes the next one.
-Workers acknowledge a step when it ends (acks_late), so:
-- the process running a step dies (killed, out of memory): the step fails and so does the run, at once,
-  and it is not handed to another worker (a step that kills its worker would otherwise loop forever);
-- a whole worker disappears (machine lost): the broker hands its unfinished step to another worker.
-Steps are idempotent (content-addressed snapshots, a training cache key, inserts that skip stored rows),
-so a step that runs again does no harm.
+If the process running a step dies (killed, out of memory), Celery reports the step lost: the step and the
+run fail at once, and the next `ml-platform run` recomputes from there. A step is acknowledged when a worker
+takes it (Celery's default), so it never runs twice; if a whole worker disappears with a step in hand, that
+run waits until Dagster's run monitoring ends it (run_monitoring.max_runtime_seconds in dagster.yaml).
 """
 
 from __future__ import annotations
@@ -22,8 +20,6 @@ from ml_platform import settings
 
 # Settings of the Celery app on both sides: the launching process (executor) and the workers.
 CELERY_SETTINGS = {
-    "task_acks_late": True,              # a step is acknowledged when it ends, not when it starts
-    "task_reject_on_worker_lost": False,  # ... but one whose process died is failed, not redelivered
     "worker_prefetch_multiplier": 1,     # a worker holds one step at a time: the others stay free to take
     "broker_connection_retry_on_startup": True,
 }

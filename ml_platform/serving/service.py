@@ -91,6 +91,7 @@ class PredictionService:
                 await asyncio.sleep(0.01)
             self._worker.cancel()
         self.models.stop()
+        self.traffic.close()
         self.prediction_log.close()
         self._executor.shutdown(wait=True)
 

@@ -33,6 +33,22 @@ class TrafficController:
         self._lock = threading.Lock()
         self._reset(None)
         self._predictions: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        # Judged on a clock too, not only when a request arrives: a burst that ends between two judgements
+        # would otherwise leave its evidence unjudged until the next request.
+        self._stop = threading.Event()
+        self._judge_thread = threading.Thread(target=self._judge_on_the_clock, name="canary-judge", daemon=True)
+        self._judge_thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._judge_thread.join(timeout=5)
+
+    def _judge_on_the_clock(self) -> None:
+        while not self._stop.wait(_JUDGE_EVERY_SECONDS):
+            try:
+                self._maybe_judge()
+            except Exception:  # a judgement that fails is logged; the next tick or request tries again
+                log.exception("canary judgement failed")
 
     def _reset(self, version: str | None, status: str = "off") -> None:
         self.version, self.status, self.step, self.reasons = version, status, 0, []

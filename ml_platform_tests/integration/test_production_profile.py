@@ -109,7 +109,7 @@ def test_ui_serves_dagster_and_an_mlflow_tracking_server_on_postgresql(postgres_
         _wait_for(f"http://127.0.0.1:{mlflow_port}/health", ui, log)
         _wait_for(f"http://127.0.0.1:{dagster_port}/server_info", ui, log)
         # The tracking server reads the store the runs write: the model registered directly is there.
-        found = _get(f"http://127.0.0.1:{mlflow_port}/api/2.0/mlflow/registered-models/search", {})
+        found = _get(f"http://127.0.0.1:{mlflow_port}/api/2.0/mlflow/registered-models/search")
         assert [m["name"] for m in found["registered_models"]] == ["churn"]
         # The Dagster webserver's instance is on PostgreSQL, and the code location loaded.
         info = _get(f"http://127.0.0.1:{dagster_port}/graphql",
