@@ -144,8 +144,8 @@ def launcher_tags() -> dict[str, str]:
 
 
 def fail_abandoned_runs(instance: Any) -> list[str]:
-    """Runs this machine started from the CLI whose process is gone (killed mid-run) are marked failed and their
-    concurrency slots freed, so that they neither look alive in the UI nor hold the training pool forever.
+    """Runs this machine started from the CLI whose process is gone (killed mid-run) are marked failed (and any
+    concurrency slots they held freed), so that they do not look alive in the UI.
     (Runs the daemon launched are watched by Dagster's own run monitoring.)"""
     import dagster as dg
 

@@ -102,6 +102,12 @@ def celery_broker() -> str:
     return os.environ.get("ML_PLATFORM_CELERY_BROKER") or "pyamqp://guest:guest@127.0.0.1:5672//"
 
 
+def celery_result_backend() -> str:
+    """Where workers leave each step's outcome (ML_PLATFORM_CELERY_RESULT_BACKEND): Redis by default. A stored
+    state, not a message to the launcher (rpc://), so the failure of a step whose process was killed reaches it."""
+    return os.environ.get("ML_PLATFORM_CELERY_RESULT_BACKEND") or "redis://127.0.0.1:6379/0"
+
+
 def celery_queue() -> str:
     """The queue a project's steps go to (ML_PLATFORM_CELERY_QUEUE): its workers listen on it, and projects or
     environments sharing a broker keep to their own."""

@@ -27,7 +27,7 @@ run_monitoring:
   # for a step lost with a whole Celery worker.
   max_resume_run_attempts: 0
   max_runtime_seconds: 21600
-{storage}{concurrency}"""
+{storage}{run_queue}"""
 
 _POSTGRES_STORAGE = """\
 storage:
@@ -36,12 +36,13 @@ storage:
       env: ML_PLATFORM_DAGSTER_DATABASE_URL
 """
 
-# At most one training step per pool at a time, whichever run, sensor or person started it
-# (the training assets are in the pool `training/<model>`).
-_CONCURRENCY = """\
-concurrency:
-  pools:
-    default_limit: 1
+# The daemon starts at most one run that trains at a time (runs of the lifecycle and retraining jobs carry the
+# tag); others wait in its queue. Inside the step, a lock makes the same hold for runs started any other way.
+_RUN_QUEUE = """\
+run_queue:
+  tag_concurrency_limits:
+    - key: ml_platform/trains
+      limit: 1
 """
 
 
@@ -62,7 +63,7 @@ def prepare(paths: settings.PlatformPaths) -> None:
         os.environ.pop("ML_PLATFORM_DAGSTER_DATABASE_URL", None)
     os.environ.update(dbt_environment())
     instance_yaml = _INSTANCE_YAML.format(
-        profile=settings.profile(), storage=_POSTGRES_STORAGE if url else "", concurrency=_CONCURRENCY)
+        profile=settings.profile(), storage=_POSTGRES_STORAGE if url else "", run_queue=_RUN_QUEUE)
     target = paths.dagster_home / "dagster.yaml"
     if not target.exists() or target.read_text() != instance_yaml:
         target.write_text(instance_yaml)

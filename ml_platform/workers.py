@@ -30,7 +30,7 @@ def executor_definition() -> Any:
 
     return celery_executor.configured({
         "broker": settings.celery_broker(),
-        "backend": "rpc://",
+        "backend": settings.celery_result_backend(),
         "config_source": {**CELERY_SETTINGS, "task_default_queue": settings.celery_queue()},
     }, name="celery")
 
@@ -46,7 +46,7 @@ def worker_environment(home: Path) -> dict[str, str]:
     module named dagster_celery_config on the path) and the project on the path."""
     folder = home / "celery"
     folder.mkdir(parents=True, exist_ok=True)
-    lines = [f"broker_url = {settings.celery_broker()!r}", "result_backend = 'rpc://'"]
+    lines = [f"broker_url = {settings.celery_broker()!r}", f"result_backend = {settings.celery_result_backend()!r}"]
     lines += [f"{key} = {value!r}" for key, value in CELERY_SETTINGS.items()]
     config = folder / "dagster_celery_config.py"
     text = "# Written by ml-platform worker (ml_platform/workers.py).\n" + "\n".join(lines) + "\n"

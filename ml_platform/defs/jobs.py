@@ -11,6 +11,9 @@ TRAINING_ASSETS = ("training_data", "trained_model", "model_evaluation", "champi
 # A step that fails on a service that is briefly away (MLflow's tracking server, PostgreSQL restarting) runs again
 # after 1.5 s, 3 s and 6 s (± jitter) before the run fails. Bad input is not retried: those steps raise
 # dg.Failure(allow_retries=False) with the error that says what to fix.
+# Runs that train carry this tag: the daemon's run queue starts one of them at a time (dagster.yaml, storage.py).
+TRAINS_TAG = {"ml_platform/trains": "true"}
+
 TRANSIENT_FAILURE_RETRY = dg.RetryPolicy(max_retries=3, delay=1.5, backoff=dg.Backoff.EXPONENTIAL,
                                          jitter=dg.Jitter.PLUS_MINUS)
 
@@ -18,6 +21,7 @@ lifecycle_job = dg.define_asset_job(
     "lifecycle",
     selection=dg.AssetSelection.all(),  # every asset; the approval job (registry/approvals.py) has no assets
     op_retry_policy=TRANSIENT_FAILURE_RETRY,
+    tags=TRAINS_TAG,
     description="ingest → validate → features → train → evaluate → register → gate → score → monitor; "
     "online features are published once the features are built",
 )

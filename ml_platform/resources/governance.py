@@ -10,9 +10,7 @@ the SQLite store otherwise. Both hold across processes and, for PostgreSQL, acro
 
 from __future__ import annotations
 
-import fcntl
 import json
-import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -22,6 +20,7 @@ from typing import Any
 import dagster as dg
 
 from ml_platform.lib.governance import PASSED_GATE
+from ml_platform.locks import exclusive
 from ml_platform.resources.alerts import Alerts
 from ml_platform.resources.registry import CHAMPION, ModelRegistry
 from ml_platform.resources.warehouse import Warehouse
@@ -48,30 +47,9 @@ class Governance(dg.ConfigurableResource):
     @contextmanager
     def lock(self, model_name: str) -> Iterator[None]:
         uri = self.registry.resolved_tracking_uri()
-        lock_database = next((u for u in (self.warehouse.location(), uri) if u.startswith("postgresql")), None)
-        if lock_database:
-            import psycopg2
-
-            con = psycopg2.connect(lock_database.replace("postgresql+psycopg2://", "postgresql://", 1))
-            con.autocommit = True
-            key = zlib.crc32(f"ml_platform:champion:{model_name}".encode())
-            try:
-                with con.cursor() as cur:
-                    cur.execute("select pg_advisory_lock(%s)", (key,))
-                yield
-            finally:
-                with con.cursor() as cur:
-                    cur.execute("select pg_advisory_unlock(%s)", (key,))
-                con.close()
-        else:
-            path = self._lock_dir(uri) / f"champion-{model_name}.lock"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "a") as handle:
-                fcntl.flock(handle, fcntl.LOCK_EX)
-                try:
-                    yield
-                finally:
-                    fcntl.flock(handle, fcntl.LOCK_UN)
+        database = next((u for u in (self.warehouse.location(), uri) if u.startswith("postgresql")), None)
+        with exclusive(f"champion-{model_name}", database_url=database, lock_dir=self._lock_dir(uri)):
+            yield
 
     @staticmethod
     def _lock_dir(uri: str) -> Path:

@@ -59,7 +59,7 @@ class Workers:
 def celery_workers(postgres_profile, platform_env, tmp_path):
     """Two workers on a queue of this test's own (other sessions on the broker never take its steps)."""
     # A training step of several seconds, to be killed in the middle of.
-    config = write_config(tmp_path, {"training": {"estimator": {"params": {"max_iter": 400, "early_stopping": False}}}})
+    config = write_config(tmp_path, {"data": {"source": {"demo": {"rows_per_batch": 20000}}}})
     os.environ.update({"ML_PLATFORM_EXECUTOR": "celery", "ML_PLATFORM_CELERY_QUEUE": f"test-{uuid.uuid4().hex[:8]}",
                        "ML_PLATFORM_CONFIG": str(config)})  # restored by platform_env
     use_environment()  # the databases exist before the workers connect

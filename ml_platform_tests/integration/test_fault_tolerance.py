@@ -1,10 +1,12 @@
 """Faults mid-run, each on the real thing: a run SIGKILLed while it trains, the MLflow tracking server down,
 PostgreSQL restarted. In every case nothing is half-written, the champion moves only through the gate, the
-run's state is the truth, and the next run completes. (A Celery worker killed mid-step: test_distributed.py;
-duplicate triggers: unit/test_performance_sensor.py and unit/test_drift_sensor.py.)"""
+run's state is the truth, and the next run completes; two trainings at once train once. (A Celery worker killed
+mid-step: test_distributed.py; duplicate triggers at the sensors: unit/test_performance_sensor.py and
+unit/test_drift_sensor.py.)"""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -233,3 +235,25 @@ def _assert_audit_chain_unbroken() -> None:
         assert current.from_version == previous.to_version, records
     if len(moves):
         assert moves.iloc[-1]["to_version"] == ModelRegistry().champion_version("churn")
+
+
+def test_two_trainings_started_at_once_train_one_model_once(postgres_profile, tmp_path):
+    """Two triggers at the same moment (two sensors, a double tick, a person and a sensor): the second training
+    waits for the first, then reuses the version it registered - one fit, one new version."""
+    config = write_config(tmp_path, {"data": {"source": {"demo": {"rows_per_batch": 20000}}}})
+    first = run_lifecycle(config_file=config)
+    assert first.success, first.errors
+    retrain = write_config(tmp_path, {"data": {"source": {"demo": {"rows_per_batch": 20000}}},
+                                      "training": {"estimator": {"params": {"max_iter": 120}}}})
+    script = ("import json, sys\nfrom ml_platform.runner import run_lifecycle\n"
+              "r = run_lifecycle(config_file=sys.argv[1], selection=['trained_model'])\n"
+              "print(json.dumps({'success': r.success, 'errors': r.errors, **r.outputs.get('trained_model', {})},"
+              " default=str))\n")
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(retrain)], cwd=PROJECT_ROOT, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) for _ in range(2)]
+    outcomes = [json.loads(p.communicate(timeout=600)[0].strip().splitlines()[-1]) for p in procs]
+    assert all(o["success"] for o in outcomes), outcomes
+    assert sorted(o["cache_hit"] for o in outcomes) == [False, True], "one fit; the other reuses its version"
+    assert {o["version"] for o in outcomes} == {"2"}
+    assert [str(v.version) for v in ModelRegistry().versions("churn")] == ["1", "2"]
+    assert_registry_consistent()

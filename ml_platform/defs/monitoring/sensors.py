@@ -10,13 +10,14 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from ml_platform.defs.jobs import TRAINING_ASSETS, TRANSIENT_FAILURE_RETRY
+from ml_platform.defs.jobs import TRAINING_ASSETS, TRAINS_TAG, TRANSIENT_FAILURE_RETRY
 from ml_platform.resources import ProjectResource
 
 retraining_job = dg.define_asset_job(
     "retraining",
     selection=dg.AssetSelection.assets(*TRAINING_ASSETS),
     op_retry_policy=TRANSIENT_FAILURE_RETRY,
+    tags=TRAINS_TAG,
     description="Train a challenger on the current features and put it through the promotion gate.",
 )
 

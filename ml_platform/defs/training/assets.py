@@ -15,6 +15,7 @@ from ml_platform.lib.feature_version import feature_code_version
 from ml_platform.lib.lineage import git_commit, package_versions
 from ml_platform.lib.modeling import build_pipeline, split_training_data, trusted_types
 from ml_platform.lib.snapshots import read_snapshot, write_snapshot
+from ml_platform.locks import exclusive
 from ml_platform.resources import ModelRegistry, ProjectResource, Warehouse
 from ml_platform.settings import PROJECT_ROOT
 
@@ -63,7 +64,6 @@ def training_key(training_data: dict, code_version: str | None) -> str:
 @dg.asset(
     group_name="training",
     kinds={"sklearn", "mlflow"},
-    pool="training",  # at most one training step at a time on this instance, whoever started it (dagster.yaml)
     description="The configured scikit-learn Pipeline fitted on the training split, logged to MLflow with its "
     "full lineage and registered as a new version of the registered model. A version already trained from "
     "the same snapshot, feature code, code and config is reused (a cache hit), not trained again.",
@@ -72,9 +72,20 @@ def trained_model(context: dg.AssetExecutionContext, project: ProjectResource, r
                   warehouse: Warehouse, training_data: dict) -> dict:
     cfg = project.config()
     key = training_key(training_data, context.assets_def.specs_by_key[context.asset_key].code_version)
-    reused = registry.version_trained_from(cfg.model.name, key)
-    if reused is not None:
-        return _reuse(context, registry, warehouse, cfg, reused, training_data)
+    # One training of a model at a time, whichever run, sensor, person or executor started it: a second one
+    # waits here, then finds the version the first registered if its inputs are the same. The lock dies with
+    # its holder (a killed run never leaves it taken); a Dagster concurrency pool does not (its slot stays
+    # claimed and a Celery run waiting on it never ends).
+    database = warehouse.location() if warehouse.engine == "postgres" else None
+    with exclusive(f"training-{cfg.model.name}", database_url=database, lock_dir=project.paths().home / "locks"):
+        reused = registry.version_trained_from(cfg.model.name, key)
+        if reused is not None:
+            return _reuse(context, registry, warehouse, cfg, reused, training_data)
+        return _train(context, cfg, project, registry, warehouse, training_data, key)
+
+
+def _train(context: dg.AssetExecutionContext, cfg, project: ProjectResource, registry: ModelRegistry,
+           warehouse: Warehouse, training_data: dict, key: str) -> dict:
     frame = read_snapshot(Path(training_data["path"]), training_data["sha256"])
     split = split_training_data(frame, cfg)
     pipeline = build_pipeline(cfg, split.X_train)

@@ -1,0 +1,89 @@
+"""Runs as builds, on the real Dagster instance, dbt, DuckDB and MLflow: unchanged inputs and code recompute
+nothing; new training params retrain without re-ingesting; params set back reuse the version trained with them
+(a cache hit); a changed dbt feature model recomputes that model and what depends on it; what Dagster shows as
+stale is what the next run recomputes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from ml_platform.lib.demo_data import generate_batch
+from ml_platform.resources import ModelRegistry
+from ml_platform.runner import dagster_instance, load_definitions, run_lifecycle
+from ml_platform.settings import DBT_PROJECT_DIR, PROJECT_ROOT
+from ml_platform_tests.conftest import write_config
+
+pytestmark = pytest.mark.slow
+
+UPSTREAM_OF_TRAINING = ("raw_batch", "validated_batches", "features/stg_churn_batches", "features/churn_features",
+                        "training_data")
+
+
+def _stale(keys: list[str]) -> dict[str, str]:
+    """What the Dagster UI shows for each asset (the same resolver): FRESH, STALE or MISSING."""
+    import dagster as dg
+    from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
+    from dagster._core.definitions.data_version import CachingStaleStatusResolver
+    from dagster._time import get_current_datetime
+
+    graph = load_definitions().resolve_asset_graph()
+    with dagster_instance() as instance:
+        view = AssetGraphView(temporal_context=TemporalContext(effective_dt=get_current_datetime(), last_event_id=None),
+                              instance=instance, asset_graph=graph)
+        resolver = CachingStaleStatusResolver(instance, graph, view)
+        return {k: resolver.get_status(dg.AssetKey.from_user_string(k)).value for k in keys}
+
+
+def test_unchanged_inputs_recompute_nothing_and_new_params_retrain_without_reingesting(platform_env, tmp_path):
+    generate_batch(1, rows=3000, seed=7).to_parquet(tmp_path / "batch.parquet")
+    source = {"data": {"source": {"kind": "file", "path": "batch.parquet"}}}
+    config = write_config(tmp_path, source)
+    first = run_lifecycle(config_file=config)
+    assert first.success, first.errors
+    assert first.outputs["trained_model"]["version"] == "1"
+
+    again = run_lifecycle(config_file=config)
+    assert again.success and again.run_id == "", "nothing to recompute: no run at all"
+    assert set(again.assets.values()) == {"unchanged"}
+    assert again.unchanged["trained_model"]["model_version"] == "1"
+    assert again.unchanged["raw_batch"]["snapshot_sha256"] == first.outputs["raw_batch"]["sha256"]
+
+    # New training params: Dagster shows training stale (its code version covers the config it reads), not ingestion.
+    config = write_config(tmp_path, {**source, "training": {"estimator": {"params": {"max_iter": 120}}}})
+    stale = _stale([*UPSTREAM_OF_TRAINING, "trained_model"])
+    assert stale == {**{k: "FRESH" for k in UPSTREAM_OF_TRAINING}, "trained_model": "STALE"}, stale
+    retrained = run_lifecycle(config_file=config)
+    assert retrained.success, retrained.errors
+    assert {k: retrained.assets[k] for k in UPSTREAM_OF_TRAINING} == {k: "unchanged" for k in UPSTREAM_OF_TRAINING}
+    assert retrained.assets["trained_model"] == "materialized"
+    trained = retrained.outputs["trained_model"]
+    assert (trained["version"], trained["cache_hit"]) == ("2", False)
+
+    # Back to the first params: the version trained with them is reused, no fit, no new version.
+    config = write_config(tmp_path, source)
+    back = run_lifecycle(config_file=config)
+    assert back.success, back.errors
+    assert back.outputs["trained_model"]["version"] == "1" and back.outputs["trained_model"]["cache_hit"] is True
+    assert back.outputs["model_evaluation"]["metrics"] == first.outputs["model_evaluation"]["metrics"]
+    assert len(ModelRegistry().versions("churn")) == 2
+
+    # A changed dbt feature model: that model and what depends on it, not ingestion or staging.
+    dbt_copy = tmp_path / "dbt_project"
+    shutil.copytree(DBT_PROJECT_DIR, dbt_copy, ignore=shutil.ignore_patterns("target", "logs"))
+    model = dbt_copy / "models" / "features" / "churn_features.sql"
+    model.write_text(model.read_text().replace("tenure_months < 6 then 1", "tenure_months < 3 then 1"))
+    shown = subprocess.run([sys.executable, "-m", "ml_platform.cli", "--config", str(config), "run", "--json"],
+                           capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=600,
+                           env={**os.environ, "ML_PLATFORM_DBT_PROJECT_DIR": str(dbt_copy)})
+    assert shown.returncode == 0, shown.stderr[-3000:]
+    changed = json.loads(shown.stdout)["assets"]
+    assert {k: changed[k] for k in ("raw_batch", "validated_batches", "features/stg_churn_batches")} == \
+        {k: "unchanged" for k in ("raw_batch", "validated_batches", "features/stg_churn_batches")}
+    assert {k: changed[k] for k in ("features/churn_features", "training_data", "trained_model")} == \
+        {k: "materialized" for k in ("features/churn_features", "training_data", "trained_model")}
