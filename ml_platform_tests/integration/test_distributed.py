@@ -58,8 +58,9 @@ class Workers:
 @pytest.fixture
 def celery_workers(postgres_profile, platform_env, tmp_path):
     """Two workers on a queue of this test's own (other sessions on the broker never take its steps)."""
-    # A training step of several seconds, to be killed in the middle of.
-    config = write_config(tmp_path, {"data": {"source": {"demo": {"rows_per_batch": 20000}}}})
+    # A training step of several seconds (no early stopping), to be killed in the middle of.
+    config = write_config(tmp_path, {"data": {"source": {"demo": {"rows_per_batch": 20000}}},
+                                     "training": {"estimator": {"params": {"max_iter": 600, "early_stopping": False}}}})
     os.environ.update({"ML_PLATFORM_EXECUTOR": "celery", "ML_PLATFORM_CELERY_QUEUE": f"test-{uuid.uuid4().hex[:8]}",
                        "ML_PLATFORM_CONFIG": str(config)})  # restored by platform_env
     use_environment()  # the databases exist before the workers connect
@@ -111,6 +112,7 @@ def test_the_lifecycle_runs_on_two_celery_workers_and_a_killed_worker_fails_the_
     runner.join(timeout=300)
     assert killed, "the training step never started"
     second = result["run"]
+    assert second.assets.get("trained_model") != "materialized", "the kill should land mid-training"
     assert not second.success
     assert second.assets["trained_model"] == "failed" or any("trained_model" in e for e in second.errors), second.errors
     with dagster_instance() as instance:
