@@ -1,5 +1,8 @@
 """The `ml-platform` command: thin; the work is in runner.py, status.py, lib/ and the resources.
 
+    ml-platform init      --data FILE [--target COL] [--id COL] [--name NAME] [--output FILE]
+                          [--pipeline MODULE:FUNCTION] [--approver NAME] [--force]
+                          a starter config and dbt feature model for a team's own data file
     ml-platform run       [--batch N] [--all] [--json]  bring the lifecycle up to date (recompute what changed)
     ml-platform status    [--json]                    what is live: champion, challenger, lineage, approval
     ml-platform approve   --version N --as NAME       sign off a challenger (as in the MLflow UI) and apply it
@@ -60,6 +63,18 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--json", action="store_true", help="machine-readable output")
         return p
 
+    init = command("init", "write a starter config and dbt feature model for your own CSV or Parquet file")
+    init.add_argument("--data", required=True, help="the CSV or Parquet file your notebook reads")
+    init.add_argument("--target", help="the column to predict (default: a column named like a label, else the last)")
+    init.add_argument("--id", dest="id_column", help="the unique id column (default: a unique column named *_id)")
+    init.add_argument("--name", help="the model's name (default: from the file name)")
+    init.add_argument("--output", default="ml_platform.yaml", help="the config file to write (default ./ml_platform.yaml)")
+    init.add_argument("--dbt-project", help="the dbt project to add the feature model to (default: dbt_project/)")
+    init.add_argument("--pipeline", help="your own model: 'module:function' returning a scikit-learn Pipeline "
+                      "(the module may sit next to the config file)")
+    init.add_argument("--approver", action="append", default=[], metavar="NAME",
+                      help="who signs off a new champion (repeatable); with one, the model's risk tier is medium")
+    init.add_argument("--force", action="store_true", help="overwrite files that exist")
     run = command("run", "bring the lifecycle up to date: recompute what is stale or missing, print each asset's outcome")
     run.add_argument("--batch", help="demo source: the batch number to ingest (default: the next one)")
     run.add_argument("--all", action="store_true", help="recompute every asset, changed or not")
@@ -120,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "lineage":
         return _lineage(args)  # the fast path: no Dagster, MLflow or sklearn import
+    if args.command == "init":
+        return _init(args)  # there is no config yet
     try:
         from ml_platform import runner
 
@@ -145,6 +162,42 @@ def _emit(args: argparse.Namespace, payload: Any, human) -> None:
         print(json.dumps(payload, indent=2, default=str))
     else:
         human(payload)
+
+
+# -- init ---------------------------------------------------------------------------------------
+def _init(args) -> int:
+    from pathlib import Path
+
+    from ml_platform import settings
+    from ml_platform.lib import starter as init
+
+    try:
+        data = Path(args.data)
+        found = init.inspect(init.read_data(data), data, target=args.target, name=args.name, id_column=args.id_column)
+        config_path = Path(args.output)
+        found.pipeline, found.approvers = args.pipeline, args.approver
+        files = init.render(found, config_path=config_path,
+                            dbt_dir=Path(args.dbt_project) if args.dbt_project else settings.dbt_project_dir())
+        init.write(files, force=args.force)
+    except init.InitError as exc:
+        print(_color("init: ", RED) + str(exc), file=sys.stderr)
+        return 2
+    payload = {"model": found.name, "rows": found.rows, "target": found.target, "labels": found.labels,
+               "positive_label": found.positive_label, "id_column": found.id_column,
+               "timestamp_column": found.timestamp_column,
+               "columns": {g.name: g.type for g in found.columns}, "written": [str(p) for p in files]}
+
+    def human(_: Any) -> None:
+        print(_color(f"{found.name}: {found.rows} rows, {len(found.columns)} columns", BOLD))
+        print(f"  target {found.target} (labels {found.labels}, positive {found.positive_label!r}); "
+              f"id {found.id_column or 'none'}; timestamp {found.timestamp_column or 'none'}")
+        for path in files:
+            print(f"  {_color('wrote', GREEN)} {path}")
+        print("  next: read the config (each field is commented), then\n"
+              f"    ml-platform run --config {config_path}")
+
+    _emit(args, payload, human)
+    return 0
 
 
 # -- run ---------------------------------------------------------------------------------------

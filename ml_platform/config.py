@@ -16,6 +16,7 @@ import hashlib
 import importlib
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -436,6 +437,10 @@ def resolve_estimator(config: ProjectConfig) -> Any:
     where = f"{config.source_file.name}: {field}: '{target}'"
     if not module_name or not attr:
         raise ConfigError(f"{where} is not an import path like 'package.module.Name' or 'package.module:function'")
+    # A team's own module may sit next to its config file (the notebook's folder): that folder is importable.
+    folder = str(config.source_file.resolve().parent)
+    if folder not in sys.path:
+        sys.path.append(folder)
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

@@ -1,0 +1,381 @@
+"""`ml-platform init`: a starter project config and dbt feature model from a team's data file.
+
+It reads the file, infers each column's contract (type, nulls, categories), suggests the target, id and
+timestamp columns, and writes text a person reads and edits: the YAML is written by hand (not dumped) so
+that every field carries a comment saying what it does. Nothing existing is overwritten unless asked.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+TARGET_NAMES = ("target", "label", "y", "class", "outcome", "churned", "churn", "diagnosis", "default")
+MAX_CATEGORIES = 30  # a text column with at most this many values (and repeats) is a category
+SQL_TYPES = {"integer": "integer", "number": "double precision", "boolean": "boolean", "date": "date",
+             "datetime": "timestamp", "category": "varchar", "string": "varchar"}
+
+
+class InitError(ValueError):
+    """The data file cannot become a project: the message says what to fix."""
+
+
+@dataclass
+class ColumnGuess:
+    name: str
+    type: str
+    null_fraction: float
+    allowed: list[Any] | None = None
+    low: float | None = None
+    high: float | None = None
+
+
+@dataclass
+class Starter:
+    """What init found in the file, and the files it will write."""
+
+    name: str
+    data_path: Path
+    rows: int
+    columns: list[ColumnGuess]
+    target: str
+    labels: list[Any]
+    positive_label: Any
+    id_column: str | None
+    timestamp_column: str | None
+    pipeline: str | None = None  # the team's own 'module:function' returning a Pipeline
+    approvers: list[str] = field(default_factory=list)
+
+
+def read_data(path: Path) -> pd.DataFrame:
+    if not path.exists():
+        raise InitError(f"{path}: no such file (give the CSV or Parquet file your notebook reads)")
+    if path.is_dir():
+        raise InitError(f"{path}: is a directory, expected a CSV or Parquet file")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in {".parquet", ".pq"}:
+            frame = pd.read_parquet(path)
+        elif suffix in {".csv", ".txt"}:
+            frame = pd.read_csv(path, low_memory=False)
+        else:
+            raise InitError(f"{path}: unsupported file type '{suffix}' (use .csv or .parquet)")
+    except InitError:
+        raise
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InitError(f"{path}: cannot be read as {suffix.lstrip('.').upper()}: {first}") from None
+    if frame.empty:
+        raise InitError(f"{path}: has no rows")
+    return frame
+
+
+def inspect(frame: pd.DataFrame, data_path: Path, *, target: str | None = None, name: str | None = None,
+            id_column: str | None = None) -> Starter:
+    columns = [str(c) for c in frame.columns]
+    if len(columns) < 2:
+        raise InitError(f"{data_path}: has {len(columns)} column ({columns[0]!r}); a model needs a target "
+                        "and at least one feature column (is the file's separator a comma?)")
+    chosen = target or _suggest_target(columns)
+    if chosen not in columns:
+        raise InitError(f"--target {chosen!r} is not a column of {data_path.name}; its columns: {', '.join(columns)}")
+    values = frame[chosen].dropna().unique()
+    if len(values) < 2:
+        shown = repr(values[0].item() if hasattr(values[0], "item") else values[0]) if len(values) else "only nulls"
+        raise InitError(f"target {chosen!r} has a single value ({shown}) in {len(frame)} rows: there is "
+                        "nothing to learn; pick another --target or a file that has both outcomes")
+    if len(values) > 2:
+        kind = "a numeric quantity (regression)" if pd.api.types.is_numeric_dtype(frame[chosen]) else "several classes"
+        raise InitError(f"target {chosen!r} has {len(values)} distinct values, which looks like {kind}; init "
+                        "writes binary classification configs (two labels): give a --target with two values")
+    labels = sorted((_plain(v) for v in values), key=str)
+    guesses = [_guess_column(frame[c], c) for c in columns]
+    by_name = {g.name: g for g in guesses}
+    if id_column and id_column not in columns:
+        raise InitError(f"--id {id_column!r} is not a column of {data_path.name}; its columns: {', '.join(columns)}")
+    ident = id_column or _suggest_id(frame, columns, exclude=chosen)
+    if ident:
+        by_name[ident].type, by_name[ident].allowed = "string", None
+    timestamp = next((g.name for g in guesses if g.type in {"date", "datetime"} and g.name != chosen), None)
+    return Starter(name=_model_name(name or data_path.stem), data_path=data_path, rows=len(frame), columns=guesses,
+                   target=chosen, labels=labels, positive_label=_positive(labels, frame[chosen]),
+                   id_column=ident, timestamp_column=timestamp)
+
+
+def render(starter: Starter, *, config_path: Path, dbt_dir: Path) -> dict[Path, str]:
+    """The files init writes: the project config and the dbt source, feature model and its tests."""
+    feature_model = f"{starter.name}_features"
+    return {
+        config_path: _aligned(_config_text(starter, config_path, feature_model)),
+        dbt_dir / "models" / "sources" / f"{starter.name}.yml": _sources_text(starter),
+        dbt_dir / "models" / "features" / f"{feature_model}.sql": _feature_sql(starter),
+        dbt_dir / "models" / "features" / f"{feature_model}.yml": _feature_tests(starter, feature_model),
+    }
+
+
+def write(files: dict[Path, str], *, force: bool) -> None:
+    existing = [p for p in files if p.exists()]
+    if existing and not force:
+        raise InitError("refusing to overwrite " + ", ".join(str(p) for p in existing)
+                        + " (pass --force to replace them, or --output/--name for a new model)")
+    for path, text in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+# -- inference ------------------------------------------------------------------------------------
+def _guess_column(series: pd.Series, name: str) -> ColumnGuess:
+    nulls = float(series.isna().mean())
+    present = series.dropna()
+    guess = ColumnGuess(name=name, type="string", null_fraction=nulls)
+    if pd.api.types.is_bool_dtype(series) or (len(present) and set(present.unique()) <= {True, False}
+                                              and present.dtype == object):
+        guess.type = "boolean"
+    elif pd.api.types.is_numeric_dtype(series):
+        integral = bool(len(present)) and bool((present == present.round()).all())
+        guess.type = "integer" if integral else "number"
+        if len(present):
+            guess.low, guess.high = float(present.min()), float(present.max())
+    elif pd.api.types.is_datetime64_any_dtype(series) or _parses_as_dates(present):
+        parsed = pd.to_datetime(present, errors="coerce")
+        guess.type = "date" if bool((parsed == parsed.dt.normalize()).all()) else "datetime"
+    else:
+        distinct = present.astype(str).unique()
+        if len(distinct) <= MAX_CATEGORIES and len(distinct) < max(len(present) // 2, 2):
+            guess.type, guess.allowed = "category", sorted(distinct.tolist())
+    return guess
+
+
+def _parses_as_dates(present: pd.Series) -> bool:
+    if present.empty or present.dtype != object:
+        return False
+    sample = present.astype(str).head(200)
+    if not sample.str.match(r"^\d{4}-\d{2}-\d{2}").all():  # ISO dates only: "3/4" is too ambiguous to guess
+        return False
+    return bool(pd.to_datetime(sample, errors="coerce").notna().all())
+
+
+def _suggest_target(columns: list[str]) -> str:
+    lowered = {c.lower(): c for c in columns}
+    for candidate in TARGET_NAMES:
+        if candidate in lowered:
+            return lowered[candidate]
+    return columns[-1]  # the notebook convention: features first, the label last
+
+
+def _suggest_id(frame: pd.DataFrame, columns: list[str], *, exclude: str) -> str | None:
+    for column in columns:
+        if column == exclude or not re.search(r"(^id$|_id$|^id_|Id$|ID$)", column):
+            continue
+        series = frame[column]
+        if series.notna().all() and series.is_unique:
+            return column
+    return None
+
+
+def _positive(labels: list[Any], target: pd.Series) -> Any:
+    for preferred in (1, True, "1", "yes", "true", "positive", "malignant"):
+        for label in labels:
+            if label == preferred or str(label).lower() == str(preferred):
+                return label
+    counts = target.value_counts()
+    return _plain(counts.index[-1])  # the rarer outcome is usually the one to find
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+def _model_name(raw: str) -> str:
+    name = re.sub(r"[^a-z0-9_]+", "_", raw.lower()).strip("_")
+    if not name or not name[0].isalpha():
+        name = f"model_{name}".rstrip("_")
+    return name
+
+
+# -- rendering ------------------------------------------------------------------------------------
+def _yaml_scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    text = str(value)
+    return text if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.\- ]*", text) and text.lower() not in {
+        "yes", "no", "true", "false", "null", "on", "off"} else '"' + text.replace('"', '\\"') + '"'
+
+
+def _contract_line(g: ColumnGuess, starter: Starter) -> str:
+    parts = [f"type: {g.type}"]
+    if g.null_fraction > 0:
+        # Room above what this file has, so that a normal next batch passes.
+        parts.append(f"max_null_fraction: {min(1.0, round(g.null_fraction * 1.5 + 0.01, 2))}")
+    if g.allowed is not None:
+        parts.append("allowed: [" + ", ".join(_yaml_scalar(v) for v in g.allowed) + "]")
+    seen = f" # seen {g.low:g} to {g.high:g}" if g.low is not None and g.name != starter.target else ""
+    return f"    {_yaml_key(g.name)}: {{{', '.join(parts)}}}{seen}"
+
+
+def _aligned(text: str, width: int = 40) -> str:
+    """Comments after values start in one column, as a person would write them."""
+    lines = []
+    for line in text.splitlines():
+        content, sep, comment = line.rpartition(" # ")
+        if sep and content.strip() and not content.lstrip().startswith("#"):
+            line = f"{content.rstrip():<{width}} # {comment}"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def _yaml_key(name: str) -> str:
+    return name if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) else '"' + name + '"'
+
+
+def _config_text(s: Starter, config_path: Path, feature_model: str) -> str:
+    try:
+        data_path = s.data_path.resolve().relative_to(config_path.resolve().parent)
+    except ValueError:
+        data_path = s.data_path.resolve()
+    optional = lambda value: value if value else "null"  # noqa: E731
+    contract = "\n".join(_contract_line(g, s) for g in s.columns)
+    labels = ", ".join(_yaml_scalar(v) for v in s.labels)
+    return f"""# ml_platform project config, written by `ml-platform init` from {s.data_path.name} ({s.rows} rows).
+# Read it top to bottom and change what does not fit; docs/configuration.md describes every field.
+# Relative paths resolve against this file's folder. Check it with `ml-platform check --only data`.
+model:
+  name: {s.name}                        # the registered model's name in MLflow (snake_case)
+  owner: team:ml-platform               # Dagster asset owner: an email or team:<name>
+  description: ""                       # one sentence: what the model predicts (shown in the model card)
+  risk_tier: {"medium" if s.approvers else "low"} # low | medium | high; from medium up, promotion needs a sign-off
+  intended_use: ""
+  limitations: []
+
+data:
+  source:
+    kind: file                          # file | table | demo
+    path: {data_path}                   # each `ml-platform run` ingests this file as a new batch
+  target: {_yaml_key(s.target)}         # the column the model predicts
+  labels: [{labels}]                    # the exact set of target values a batch may have
+  positive_label: {_yaml_scalar(s.positive_label)} # the outcome the score is the probability of
+  id_column: {optional(s.id_column)}    # unique per row; keeps an entity on one side of the holdout
+  timestamp_column: {optional(s.timestamp_column)} # when the row happened (drift and freshness reports)
+  sensitive_column: null                # a column to measure the fairness gap across, e.g. a protected group
+  min_rows: {max(1, min(100, s.rows // 10))} # a smaller batch is refused
+  columns: # the data contract, checked on every batch; add min/max to refuse numbers out of a range
+{contract}
+
+features:
+  dbt_model: {feature_model}            # dbt_project/models/features/{feature_model}.sql: put your feature SQL there
+
+training:
+  seed: 42
+  holdout_fraction: 0.2                 # frozen holdout for evaluation and the gate
+  estimator:
+{_estimator_text(s)}
+
+gate:                                # a new model becomes champion only if it passes all of these
+  metric: roc_auc                       # roc_auc | f1 | neg_log_loss | neg_brier
+  min_improvement: 0.002                # a challenger must beat the champion by more than this
+  floor: 0.6                            # the first model must reach this ...
+  baseline_margin: 0.05                 # ... and beat a prior-only baseline by this much
+  max_latency_p99_ms: 100               # guardrails: per-row prediction latency, calibration error, fairness gap
+  max_calibration_error: 0.1
+  max_fairness_gap: 0.15
+
+governance:
+  approvers: [{", ".join(_yaml_scalar(a) for a in s.approvers)}] # who may sign off a challenger (MLflow UI tags approval/approver, or `ml-platform approve`)
+
+drift:
+  drifted_share_threshold: 0.3          # dataset drift (and a retraining) when this share of features drift
+  method: auto                          # Evidently's test per column; or wasserstein | jensenshannon | psi | ks | chisquare
+"""
+
+
+def _estimator_text(s: Starter) -> str:
+    if s.pipeline:
+        return f"""    # Your notebook's model: a function returning a scikit-learn Pipeline (preprocessing included). Its module
+    # is imported from the Python path or from this file's folder. Types outside skops's safe list (your own
+    # transformers) go under training.trusted_types.
+    pipeline: {s.pipeline}
+    params: {{}}                       # keyword arguments passed to the function"""
+    return """    # An estimator class: the platform adds imputation, scaling and one-hot encoding in front of it. Or your
+    # notebook's own model: `pipeline: your_module:build_pipeline` (a function returning a Pipeline) instead.
+    class: sklearn.ensemble.HistGradientBoostingClassifier
+    params: {max_iter: 200, learning_rate: 0.1}"""
+
+
+def _sources_text(s: Starter) -> str:
+    columns = "\n".join(f"          - name: {_yaml_key(g.name)}" for g in s.columns)
+    return f"""# Written by `ml-platform init`. The platform's validation stage appends every batch that passes the
+# data contract to raw.{s.name}_batches; in Dagster this source is the model's validated_batches asset.
+version: 2
+
+sources:
+  - name: raw
+    schema: raw
+    tables:
+      - name: {s.name}_batches
+        columns:
+{columns}
+          - name: _snapshot_hash
+          - name: _batch_id
+          - name: _ingested_at
+"""
+
+
+def _sql_name(name: str) -> str:
+    return name if re.fullmatch(r"[a-z_][a-z0-9_]*", name) else '"' + name.replace('"', '""') + '"'
+
+
+def _feature_sql(s: Starter) -> str:
+    casts = ",\n".join(f"    cast({_sql_name(g.name)} as {SQL_TYPES[g.type]}) as {_sql_name(g.name)}" for g in s.columns)
+    latest = ""
+    if s.id_column:
+        ident = _sql_name(s.id_column)
+        latest = (f"\n-- A row re-sent in a later batch replaces its earlier copy.\nqualify_latest as (\n"
+                  f"    select typed.*, row_number() over (partition by {ident} order by ingested_at desc, "
+                  f"batch_id desc) as copy_rank\n    from typed\n),\n")
+    source = "qualify_latest where copy_rank = 1" if s.id_column else "typed"
+    names = ",\n".join(f"    {_sql_name(g.name)}" for g in s.columns)
+    return f"""-- Written by `ml-platform init`: the feature table {s.name} trains on, one row per entity.
+-- Add your notebook's feature engineering here as SQL columns (plain SQL runs on DuckDB and PostgreSQL);
+-- keep snapshot_hash and batch_id: they link each row to the data snapshot it came from.
+with typed as (
+    select
+{casts},
+    cast(_snapshot_hash as varchar) as snapshot_hash,
+    cast(_batch_id as varchar) as batch_id,
+    cast(_ingested_at as timestamp) as ingested_at
+    from {{{{ source('raw', '{s.name}_batches') }}}}
+),
+{latest}
+final as (
+    select
+{names},
+    snapshot_hash,
+    batch_id
+    from {source}
+)
+
+select * from final
+"""
+
+
+def _feature_tests(s: Starter, feature_model: str) -> str:
+    tests = [f"      - name: {_yaml_key(s.target)}\n        data_tests:\n          - not_null"]
+    if s.id_column:
+        tests.insert(0, f"      - name: {_yaml_key(s.id_column)}\n        data_tests:\n          - unique\n          - not_null")
+    tests.append("      - name: snapshot_hash\n        data_tests:\n          - not_null")
+    body = "\n".join(tests)
+    return f"""# Written by `ml-platform init`: dbt tests on the feature table; in Dagster they are asset checks.
+version: 2
+
+models:
+  - name: {feature_model}
+    description: Features for {s.name}, one row per entity (written by ml-platform init; edit freely).
+    columns:
+{body}
+"""

@@ -1,0 +1,99 @@
+"""`ml-platform init`: a starter config and dbt model from a data file, and the clear refusals."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from ml_platform.cli import main
+from ml_platform.config import load_config
+from ml_platform.lib import starter
+
+
+@pytest.fixture
+def customers(tmp_path):
+    path = tmp_path / "customers.csv"
+    pd.DataFrame({
+        "customer_id": [f"c{i}" for i in range(40)],
+        "signup_date": pd.date_range("2026-01-01", periods=40).strftime("%Y-%m-%d"),
+        "plan": ["basic", "pro", "team", "basic"] * 10,
+        "seats": list(range(40)),
+        "spend": [i * 1.5 if i % 10 else None for i in range(40)],
+        "left": [0, 1] * 20,
+    }).to_csv(path, index=False)
+    return path
+
+
+def test_init_writes_a_valid_commented_config_and_a_dbt_model(customers, tmp_path, capsys):
+    config, dbt = tmp_path / "project" / "ml_platform.yaml", tmp_path / "dbt"
+    code = main(["init", "--data", str(customers), "--target", "left", "--output", str(config),
+                 "--dbt-project", str(dbt), "--json"])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["columns"] == {"customer_id": "string", "signup_date": "date", "plan": "category",
+                                 "seats": "integer", "spend": "number", "left": "integer"}
+    assert (report["id_column"], report["timestamp_column"], report["positive_label"]) == ("customer_id", "signup_date", 1)
+
+    loaded = load_config(config)  # the starter is a config the platform accepts as it is
+    assert loaded.model.name == "customers" and loaded.features.dbt_model == "customers_features"
+    assert loaded.data.source.kind == "file" and loaded.source_path() == customers.resolve()
+    assert loaded.data.columns["plan"].allowed == ["basic", "pro", "team"]
+    assert loaded.data.columns["spend"].max_null_fraction >= 0.1  # room above the 10% of nulls it has
+    text = config.read_text()
+    assert "# the column the model predicts" in text and "# seen 0 to 39" in text
+
+    sql = (dbt / "models" / "features" / "customers_features.sql").read_text()
+    assert "source('raw', 'customers_batches')" in sql and "partition by customer_id" in sql
+    assert "raw" in (dbt / "models" / "sources" / "customers.yml").read_text()
+    assert "unique" in (dbt / "models" / "features" / "customers_features.yml").read_text()
+
+
+def test_init_with_a_teams_pipeline_and_an_approver(customers, tmp_path):
+    config = tmp_path / "ml_platform.yaml"
+    (tmp_path / "team_model.py").write_text(
+        "def build():\n    from sklearn.pipeline import make_pipeline\n"
+        "    from sklearn.linear_model import LogisticRegression\n    return make_pipeline(LogisticRegression())\n")
+    assert main(["init", "--data", str(customers), "--output", str(config), "--dbt-project", str(tmp_path / "dbt"),
+                 "--pipeline", "team_model:build", "--approver", "alice@example.com"]) == 0
+    loaded = load_config(config)  # check_imports: the module next to the config is importable
+    assert loaded.training.estimator.pipeline == "team_model:build"
+    assert loaded.model.risk_tier == "medium" and loaded.governance.approvers == ["alice@example.com"]
+    assert loaded.data.target == "left"  # suggested: the last column
+
+
+def test_init_refuses_to_overwrite_unless_forced(customers, tmp_path, capsys):
+    config = tmp_path / "ml_platform.yaml"
+    config.write_text("# a team's own config\n")
+    args = ["init", "--data", str(customers), "--output", str(config), "--dbt-project", str(tmp_path / "dbt")]
+    assert main(args) == 2
+    assert "refusing to overwrite" in capsys.readouterr().err and config.read_text() == "# a team's own config\n"
+    assert not (tmp_path / "dbt").exists(), "nothing is written when one file would be overwritten"
+    assert main([*args, "--force"]) == 0
+    assert "model:" in config.read_text()
+
+
+@pytest.mark.parametrize("content, expected", [
+    (None, "no such file"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00", "cannot be read as PARQUET"),
+    (b"", "cannot be read as CSV"),
+    (b"only_column\n1\n2\n", "has 1 column ('only_column')"),
+    (b"x,label\n1,yes\n2,yes\n3,yes\n", "target 'label' has a single value ('yes') in 3 rows"),
+    (b"x,label\n1,a\n2,b\n3,c\n", "has 3 distinct values"),
+])
+def test_init_on_bad_data_says_what_to_fix(tmp_path, capsys, content, expected):
+    suffix = ".parquet" if content and content.startswith(b"\x89PNG") else ".csv"
+    data = tmp_path / f"data{suffix}"
+    if content is not None:
+        data.write_bytes(content)
+    code = main(["init", "--data", str(data), "--output", str(tmp_path / "c.yaml"), "--dbt-project", str(tmp_path / "dbt")])
+    assert code == 2
+    assert expected in capsys.readouterr().err
+    assert not (tmp_path / "c.yaml").exists()
+
+
+def test_unknown_target_lists_the_columns(customers):
+    frame = starter.read_data(customers)
+    with pytest.raises(starter.InitError, match="'churn' is not a column of customers.csv; its columns: customer_id"):
+        starter.inspect(frame, customers, target="churn")
