@@ -153,3 +153,43 @@ def test_invalid_config_is_refused_before_anything_runs(established):
     assert shown.returncode == 2
     assert "invalid.yaml: training.estimator.class: 'sklearn.ensemble.RandomForest' is not importable" in shown.stderr
     assert_nothing_changed(before, state(established["home"]))
+
+
+def _config_with(established: dict, name: str, edit: Callable[[dict], None]) -> Path:
+    import yaml
+
+    path = write_config(established["root"], name=name)
+    raw = yaml.safe_load(path.read_text())
+    edit(raw)
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def test_a_pipeline_function_that_returns_no_pipeline_says_so_and_registers_nothing(established):
+    (established["root"] / "team_model.py").write_text(
+        "def build():\n    from sklearn.linear_model import LogisticRegression\n    return LogisticRegression()\n")
+    config = _config_with(established, "no_pipeline.yaml",
+                          lambda raw: raw["training"].update(estimator={"pipeline": "team_model:build"}))
+    before = state(established["home"])
+    result = run_lifecycle(config_file=config, batch="2")
+    assert not result.success and result.assets["trained_model"] == "failed"
+    assert any("training.estimator.pipeline: team_model:build returned LogisticRegression, expected a "
+               "sklearn.pipeline.Pipeline" in error for error in result.errors), result.errors
+    assert_nothing_changed(before, state(established["home"]))
+
+
+def test_a_dbt_model_with_a_sql_error_names_the_model_and_the_database_error(established, tmp_path):
+    import shutil
+
+    dbt = tmp_path / "dbt_project"
+    shutil.copytree(PROJECT_ROOT / "dbt_project", dbt, ignore=shutil.ignore_patterns("target", "logs"))
+    model = dbt / "models" / "features" / "churn_features.sql"
+    model.write_text(model.read_text().replace("    support_calls,\n", "    support_callz,\n", 1))
+    before = state(established["home"])
+    shown = subprocess.run([sys.executable, "-m", "ml_platform.cli", "--config", str(write_config(established["root"])),
+                            "run", "--batch", "2"], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=600,
+                           env={**os.environ, "ML_PLATFORM_HOME": str(established["home"]),
+                                "ML_PLATFORM_DBT_PROJECT_DIR": str(dbt)})
+    assert shown.returncode == 1, shown.stdout + shown.stderr
+    assert "churn_features" in shown.stdout and "support_callz" in shown.stdout, shown.stdout
+    assert_nothing_changed(before, state(established["home"]))
