@@ -3,7 +3,7 @@ the CSV files a team would export from its own system, one per day of new patien
 
     python docs/tutorial/make_data.py DAY OUT.csv      # DAY 1, 2 or 3
 
-Day 1 holds the first 150 patients, day 2 the next 300, day 3 the last 119, measured by a recalibrated
+Day 1 holds 100 patients, day 2 the next 350, day 3 the last 119 (in a fixed shuffled order), measured by a recalibrated
 instrument (every size measurement reads 30% high): data drift the platform should notice.
 """
 
@@ -13,7 +13,7 @@ import argparse
 import re
 from pathlib import Path
 
-DAYS = {1: (0, 150), 2: (150, 450), 3: (450, 569)}
+DAYS = {1: (0, 100), 2: (100, 450), 3: (450, 569)}
 RECALIBRATED = ("radius", "perimeter", "area")  # day 3's instrument reads these 30% high
 
 
@@ -23,6 +23,7 @@ def patients(day: int):
     data = load_breast_cancer(as_frame=True)
     frame = data.frame.rename(columns=lambda c: re.sub(r"\W+", "_", c.strip()))
     frame["diagnosis"] = frame.pop("target").map(dict(enumerate(data.target_names)))  # malignant / benign
+    frame = frame.sample(frac=1.0, random_state=7).reset_index(drop=True)  # the days are alike, until day 3
     frame.insert(0, "patient_id", [f"p-{i:04d}" for i in range(len(frame))])
     start, end = DAYS[day]
     day_frame = frame.iloc[start:end].copy()
