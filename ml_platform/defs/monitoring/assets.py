@@ -25,6 +25,8 @@ from ml_platform.resources import ModelRegistry, ProjectResource, Warehouse
 from ml_platform.resources.alerts import Alerts, dagster_run_url
 from ml_platform.settings import PREDICTION_LOG_TABLE, PREDICTIONS_TABLE, mlflow_ui_url
 
+MIN_SCORES_TO_JUDGE = 100  # prediction drift: below this many scores on either side, PSI is not judged
+
 TRAFFIC_WINDOW = timedelta(hours=24)  # served traffic compared by the traffic drift report
 MIN_TRAFFIC_ROWS = 100  # fewer logged requests than this say nothing about drift
 
@@ -249,6 +251,9 @@ def prediction_drift(context: dg.AssetExecutionContext, project: ProjectResource
         return
     reference = holdout_scores(cfg, registry, champion, project.paths().reports / "holdout_scores")
     result = score_drift(reference, current["score"].to_numpy(), psi_threshold=cfg.drift.prediction_psi_threshold)
+    # A PSI over a few dozen scores is mostly noise: it is reported, not judged.
+    result["judged"] = min(len(reference), len(current)) >= MIN_SCORES_TO_JUDGE
+    result["drifted"] = result["drifted"] and result["judged"]
     if result["drifted"]:
         alerts.send(
             "prediction_drift", f"{cfg.model.name} v{champion.version}: score distribution changed on "
@@ -264,14 +269,18 @@ def prediction_drift(context: dg.AssetExecutionContext, project: ProjectResource
         "current_mean_score": float(result["current_mean"]), "holdout_mean_score": float(result["reference_mean"]),
         "drifted": bool(result["drifted"]), "psi_threshold": cfg.drift.prediction_psi_threshold,
         "champion_version": champion.version, "batch_id": raw_batch["batch_id"], "rows": len(current),
+        "holdout_rows": len(reference), "judged": result["judged"],
     })
 
 
 @dg.asset_check(asset=prediction_drift, description="Fails when the PSI of the batch's scores against the "
                 "holdout's reaches drift.prediction_psi_threshold.")
 def score_distribution_stable(prediction_drift: dict) -> dg.AssetCheckResult:
+    metadata = {"psi": float(prediction_drift["psi"])}
+    if not prediction_drift.get("judged", True):
+        metadata["not judged"] = f"fewer than {MIN_SCORES_TO_JUDGE} scores on one side: too few for a stable PSI"
     return dg.AssetCheckResult(passed=not prediction_drift["drifted"], severity=dg.AssetCheckSeverity.WARN,
-                               metadata={"psi": float(prediction_drift["psi"])})
+                               metadata=metadata)
 
 
 def holdout_scores(cfg: Any, registry: ModelRegistry, champion: Champion, cache: Path) -> Any:
