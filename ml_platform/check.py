@@ -36,7 +36,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from ml_platform import settings
+from ml_platform import keys, settings
 from ml_platform.lib.model_checks import CheckInputError, Outcome
 
 LAYERS = ("data", "model", "infrastructure")
@@ -301,12 +301,11 @@ def _training_snapshot_contract(subject: Subject, inputs: dict) -> Outcome:
 
 def newest_batch() -> dict | None:
     """The newest ingested batch (raw_batch's latest materialization): batch id, snapshot path and SHA-256."""
-    import dagster as dg
 
     from ml_platform.runner import dagster_instance
 
     with dagster_instance() as instance:
-        event = instance.get_latest_materialization_event(dg.AssetKey("raw_batch"))
+        event = instance.get_latest_materialization_event(keys.key("raw_batch"))
     if event is None or event.asset_materialization is None:
         return None
     meta = event.asset_materialization.metadata
@@ -682,23 +681,22 @@ def _fact_fairness(subject: Subject, report: CheckReport) -> Any:
 
 
 def _fact_dbt_tests(subject: Subject, report: CheckReport) -> Any:
-    import dagster as dg
 
     from ml_platform.lib.readiness import Evidence
     from ml_platform.runner import dagster_instance, load_definitions
 
-    asset = dg.AssetKey(["features", subject.config.features.dbt_model])
-    keys = [k for k in load_definitions().resolve_asset_graph().asset_check_keys
+    asset = keys.key(f"features/{subject.config.features.dbt_model}")
+    check_keys = [k for k in load_definitions().resolve_asset_graph().asset_check_keys
             if k.asset_key == asset and k.name != "fresh"]
-    if not keys:
+    if not check_keys:
         return Evidence("absent", f"the dbt model {subject.config.features.dbt_model} has no tests")
     with dagster_instance() as instance:
-        records = instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
+        records = instance.event_log_storage.get_latest_asset_check_execution_by_key(check_keys)
     judged = [r for r in records.values() if r.evaluation is not None]
     if not judged:
-        return Evidence("not run", f"{len(keys)} dbt tests, never run yet")
+        return Evidence("not run", f"{len(check_keys)} dbt tests, never run yet")
     failed = [r.key.name for r in judged if not r.evaluation.passed]
-    return Evidence("fail" if failed else "pass", f"{len(judged) - len(failed)} of {len(keys)} dbt tests passed "
+    return Evidence("fail" if failed else "pass", f"{len(judged) - len(failed)} of {len(check_keys)} dbt tests passed "
                     "at the last build" + (f"; failing: {', '.join(failed[:3])}" if failed else ""))
 
 

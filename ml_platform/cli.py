@@ -179,12 +179,17 @@ def _init(args) -> int:
         files = init.render(found, config_path=config_path,
                             dbt_dir=Path(args.dbt_project) if args.dbt_project else settings.dbt_project_dir())
         init.write(files, force=args.force)
+        workspace = Path("workspace.yaml")
+        entry = init.workspace_entry(found, config_path, workspace) if workspace.exists() else None
+        if entry:
+            with workspace.open("a") as handle:
+                handle.write(entry)
     except init.InitError as exc:
         print(_color("init: ", RED) + str(exc), file=sys.stderr)
         return 2
     payload = {"model": found.name, "rows": found.rows, "target": found.target, "labels": found.labels,
                "positive_label": found.positive_label, "id_column": found.id_column,
-               "timestamp_column": found.timestamp_column,
+               "timestamp_column": found.timestamp_column, "workspace_entry_added": bool(entry),
                "columns": {g.name: g.type for g in found.columns}, "written": [str(p) for p in files]}
 
     def human(_: Any) -> None:
@@ -193,6 +198,8 @@ def _init(args) -> int:
               f"id {found.id_column or 'none'}; timestamp {found.timestamp_column or 'none'}")
         for path in files:
             print(f"  {_color('wrote', GREEN)} {path}")
+        if entry:
+            print(f"  {_color('added', GREEN)} the code location {found.name} to workspace.yaml (make ui shows it)")
         print("  next: read the config (each field is commented), then\n"
               f"    ml-platform run --config {config_path}")
 

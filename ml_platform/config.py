@@ -44,6 +44,10 @@ class ModelSection(_Strict):
     )
     intended_use: str = ""
     limitations: list[str] = []
+    key_prefix: bool = Field(
+        False, description="Put this model's Dagster asset keys under its name (tumours/raw_batch): for several "
+        "models in one Dagster deployment, each in its own code location (docs/multiple-models.md)."
+    )
 
     @field_validator("owner")
     @classmethod

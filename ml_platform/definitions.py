@@ -1,12 +1,13 @@
 """The Dagster code location: loads the defs folder (one folder per lifecycle stage) and applies the
 project-wide policies in one place: owners from the config, code versions, the executor."""
 
+import os
 import warnings
 from pathlib import Path
 
 import dagster as dg
 
-from ml_platform import settings
+from ml_platform import keys, settings
 from ml_platform.config import ProjectConfig, load_config
 from ml_platform.lib.code_version import asset_code_version
 
@@ -46,9 +47,34 @@ def defs() -> dg.Definitions:
         warnings.filterwarnings("ignore", category=dg.PreviewWarning)
         mapped = loaded.map_asset_specs(func=lambda spec: spec.replace_attributes(
             owners=[config.model.owner],
-            code_version=spec.code_version or versions.get(spec.key.to_user_string()),
+            code_version=spec.code_version or versions.get(keys.name_of(spec.key)),
         ))
-    return dg.Definitions.merge(mapped, dg.Definitions(executor=_executor()))
+    return dg.Definitions.merge(_under_model_prefix(mapped), dg.Definitions(executor=_executor()))
+
+
+def model_definitions(config_file: str | Path) -> dg.Definitions:
+    """The code location of one model of several: `<folder>/definitions.py` (written by `ml-platform init`)
+    calls this with its config, and workspace.yaml lists it as a location of its own. A location is a process
+    of its own, so the config set here is the one its runs, sensors and schedules read."""
+    os.environ["ML_PLATFORM_CONFIG"] = str(Path(config_file).resolve())
+    return defs()
+
+
+def _under_model_prefix(loaded: dg.Definitions) -> dg.Definitions:
+    """With model.key_prefix, every asset key (and every key an asset depends on or a check targets) goes under
+    the model's name. Keys the code already built with ml_platform.keys (dbt's, the freshness checks') are
+    prefixed once; jobs and sensors name their keys through ml_platform.keys too."""
+    prefix = keys.prefix()
+    if not prefix:
+        return loaded
+    defs = [*(loaded.assets or []), *(loaded.asset_checks or [])]
+    seen = {k for d in defs for k in (*d.keys, *d.dependency_keys, *(c.asset_key for c in d.check_keys))}
+    renamed = {k: dg.AssetKey([*prefix, *k.path]) for k in seen if tuple(k.path[: len(prefix)]) != prefix}
+    return dg.Definitions(
+        assets=[d.with_attributes(asset_key_replacements=renamed) for d in loaded.assets or []],
+        asset_checks=[d.with_attributes(asset_key_replacements=renamed) for d in loaded.asset_checks or []],
+        jobs=loaded.jobs, schedules=loaded.schedules, sensors=loaded.sensors, resources=loaded.resources,
+    )
 
 
 def _executor() -> dg.ExecutorDefinition:
@@ -70,7 +96,7 @@ def _code_versions(loaded: dg.Definitions, config: ProjectConfig) -> dict[str, s
             continue
         module = assets_def.op.compute_fn.decorated_fn.__module__
         for key in assets_def.keys:
-            name = key.to_user_string()
+            name = keys.name_of(key)
             read = CONFIG_READ.get(name)
             parts = {path: _at(plain, path) for path in read} if read is not None else plain
             versions[name] = asset_code_version(module, parts)

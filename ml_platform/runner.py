@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ml_platform import settings, storage
+from ml_platform import keys, settings, storage
 from ml_platform.config import ProjectConfig, load_config, resolve_estimator
 
 LIFECYCLE_JOB = "lifecycle"
@@ -79,7 +79,6 @@ def run_lifecycle(
     recomputes everything; `selection`, a list of asset keys, runs exactly those). Never raises for a failed
     step: the result says which assets failed and why, and which were unchanged. `quiet` sends the run's
     console output (dbt's log, warnings) to a file under ML_PLATFORM_HOME/logs instead of the terminal."""
-    import dagster as dg
 
     # The estimator (and so sklearn, ~1 s) is imported only if this run trains: an unchanged rerun never does.
     config = use_environment(config_file=config_file, home=home, check_imports=False)
@@ -100,7 +99,7 @@ def run_lifecycle(
         instance = stack.enter_context(dagster_instance())
         fail_abandoned_runs(instance)
         if selection:
-            chosen = {dg.AssetKey.from_user_string(k) for k in selection}
+            chosen = {keys.key(k) for k in selection}
         elif incremental:
             observe_sources(instance, config, batch=batch)
             chosen = plan_incremental_run(instance, definitions, job)
@@ -108,7 +107,7 @@ def run_lifecycle(
                 return _unchanged_summary(instance, job, log_file)
         else:
             chosen = None
-        if chosen is None or dg.AssetKey("trained_model") in chosen:
+        if chosen is None or keys.key("trained_model") in chosen:
             resolve_estimator(config)  # a ConfigError naming the field, before anything runs
         summary = _execute(definitions, job, instance, run_config, chosen)
     summary.log_file = str(log_file) if log_file else None
@@ -194,7 +193,6 @@ def plan_incremental_run(instance: Any, definitions: Any, job: Any) -> set:
     and everything downstream of them. An asset missing because its last run decided there was nothing to
     produce (no champion yet, too little traffic), with the same inputs since, is up to date. raw_batch is
     recomputed while its contract checks have not passed: its stored batch was quarantined."""
-    import dagster as dg
     from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
     from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
     from dagster._time import get_current_datetime
@@ -213,7 +211,7 @@ def plan_incremental_run(instance: Any, definitions: Any, job: Any) -> set:
         if (status == StaleStatus.STALE or any(p in chosen for p in node.parent_keys)
                 or (status == StaleStatus.MISSING and not _decided_nothing_to_produce(instance, key, node.parent_keys))):
             chosen.add(key)
-    raw_batch = dg.AssetKey("raw_batch")
+    raw_batch = keys.key("raw_batch")
     if raw_batch in in_job and raw_batch not in chosen and not _checks_passed(instance, graph, raw_batch):
         chosen |= {raw_batch} | {k for k in in_job if raw_batch in graph.get_ancestor_asset_keys(k)}
     return chosen
@@ -250,10 +248,10 @@ def _unchanged_summary(instance: Any, job: Any, log_file: Path | None) -> Lifecy
     summary = LifecycleResult(success=True, run_id="", job_name=job.name,
                               log_file=str(log_file) if log_file else None)
     graph = job.asset_layer.asset_graph
-    for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
+    for key in sorted(graph.get_all_asset_keys(), key=keys.name_of):
         if graph.get(key).is_materializable:
-            summary.assets[key.to_user_string()] = "unchanged"
-            summary.unchanged[key.to_user_string()] = _last_materialization(instance, key)
+            summary.assets[keys.name_of(key)] = "unchanged"
+            summary.unchanged[keys.name_of(key)] = _last_materialization(instance, key)
     return summary
 
 
@@ -275,7 +273,7 @@ def _summarize(result: Any, job: Any, chosen: set | None, instance: Any) -> Life
 
     summary = LifecycleResult(success=result.success, run_id=result.run_id, job_name=job.name)
     graph = job.asset_layer.asset_graph
-    planned = {key.to_user_string() for key in graph.get_all_asset_keys()
+    planned = {keys.name_of(key) for key in graph.get_all_asset_keys()
                if graph.get(key).is_materializable and (chosen is None or key in chosen)}
     materialized: set[str] = set()
     failed_steps: dict[str, str] = {}
@@ -287,10 +285,10 @@ def _summarize(result: Any, job: Any, chosen: set | None, instance: Any) -> Life
         elif kind in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_UP_FOR_RETRY):
             finished.add(event.step_key)
         elif kind == dg.DagsterEventType.ASSET_MATERIALIZATION:
-            materialized.add(event.asset_key.to_user_string())
+            materialized.add(keys.name_of(event.asset_key))
         elif kind == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
             data = event.event_specific_data
-            summary.checks[f"{data.asset_key.to_user_string()}:{data.check_name}"] = {
+            summary.checks[f"{keys.name_of(data.asset_key)}:{data.check_name}"] = {
                 "passed": data.passed,
                 "metadata": {k: _plain(v) for k, v in data.metadata.items()},
             }
@@ -307,8 +305,8 @@ def _summarize(result: Any, job: Any, chosen: set | None, instance: Any) -> Life
         for step in started - finished - set(failed_steps):
             failed_steps[step] = "its process died before the step finished"
             summary.errors.insert(0, f"{step}: its process died before the step finished")
-    for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
-        name = key.to_user_string()
+    for key in sorted(graph.get_all_asset_keys(), key=keys.name_of):
+        name = keys.name_of(key)
         if not graph.get(key).is_materializable:
             continue
         if name not in planned:
@@ -327,12 +325,12 @@ def _summarize(result: Any, job: Any, chosen: set | None, instance: Any) -> Life
     return summary
 
 
-def _stored_output(key: str) -> Any:
+def _stored_output(name: str) -> Any:
     """An asset's returned value, as the project's IO manager stored it (defs/resources.py: a pickle per asset
     key under DAGSTER_HOME/storage), whichever process or machine ran the step."""
     import pickle
 
-    path = settings.platform_paths().dagster_home.joinpath("storage", *key.split("/"))
+    path = settings.platform_paths().dagster_home.joinpath("storage", *keys.key(name).path)
     with open(path, "rb") as handle:
         return pickle.load(handle)
 
@@ -340,7 +338,7 @@ def _stored_output(key: str) -> Any:
 def _keys_of_step(job: Any, step_key: str) -> list[str]:
     for assets_def in job.asset_layer.asset_graph.assets_defs:
         if assets_def.is_executable and assets_def.node_def.name == step_key:
-            return [k.to_user_string() for k in assets_def.keys]
+            return [keys.name_of(k) for k in assets_def.keys]
     return []
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ml_platform import settings
+from ml_platform import keys, settings
 from ml_platform.config import load_config
 from ml_platform.resources import ModelRegistry
 from ml_platform.resources.governance import PREVIOUS_CHAMPION
@@ -68,7 +68,6 @@ def model_status() -> dict:
 def monitoring_status() -> dict:
     """The latest drift, prediction drift, live-performance SLO and freshness state, as the newest
     materializations in Dagster's storage recorded them (nothing is recomputed)."""
-    import dagster as dg
 
     from ml_platform.defs.monitoring.freshness import freshness_states
     from ml_platform.runner import dagster_instance
@@ -85,7 +84,7 @@ def monitoring_status() -> dict:
     out: dict[str, Any] = {}
     with dagster_instance() as instance:
         for name, (asset, fields) in wanted.items():
-            event = instance.get_latest_materialization_event(dg.AssetKey(asset))
+            event = instance.get_latest_materialization_event(keys.key(asset))
             if event is None or event.asset_materialization is None:
                 out[name] = None
                 continue

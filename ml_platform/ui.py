@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from ml_platform import settings
+from ml_platform import keys, settings
 
 
 def commands(*, host: str, dagster_port: int, mlflow_port: int) -> dict[str, list[str]]:
@@ -54,6 +54,11 @@ def run(*, host: str = "127.0.0.1", dagster_port: int = 3000, mlflow_port: int =
 
 
 def _environment(host: str, dagster_port: int, mlflow_port: int) -> dict[str, str]:
+    env = dict(os.environ)
+    if keys.prefix():
+        # A model with prefixed keys has a code location of its own (its definitions.py in workspace.yaml); the
+        # workspace's first location keeps the project config, instead of loading this model a second time.
+        env.pop("ML_PLATFORM_CONFIG", None)
     # Links in Dagster metadata and alerts point at these UIs.
-    return {**os.environ, "ML_PLATFORM_MLFLOW_UI_URL": os.environ.get("ML_PLATFORM_MLFLOW_UI_URL", f"http://{host}:{mlflow_port}"),
+    return {**env, "ML_PLATFORM_MLFLOW_UI_URL": os.environ.get("ML_PLATFORM_MLFLOW_UI_URL", f"http://{host}:{mlflow_port}"),
             "ML_PLATFORM_DAGSTER_UI_URL": os.environ.get("ML_PLATFORM_DAGSTER_UI_URL", f"http://{host}:{dagster_port}")}

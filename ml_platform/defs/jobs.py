@@ -3,7 +3,7 @@ from ML_PLATFORM_EXECUTOR): in one process by default, or a process per step, or
 
 import dagster as dg
 
-from ml_platform import settings
+from ml_platform import keys, settings
 from ml_platform.config import load_config
 
 TRAINING_ASSETS = ("training_data", "trained_model", "model_evaluation", "champion_model")
@@ -30,7 +30,7 @@ daily_job = dg.define_asset_job(
     "daily",
     # Production's day: new data is validated, featurized, scored and monitored; training happens only when
     # monitoring asks for it (the drift and performance sensors) or a person runs the lifecycle.
-    selection=dg.AssetSelection.all() - dg.AssetSelection.assets(*TRAINING_ASSETS),
+    selection=dg.AssetSelection.all() - dg.AssetSelection.assets(*(keys.key(name) for name in TRAINING_ASSETS)),
     op_retry_policy=TRANSIENT_FAILURE_RETRY,
     description="ingest → validate → features → score → monitor (drift, prediction drift, late labels, live "
     "performance, cost), with the champion as it is; no training",

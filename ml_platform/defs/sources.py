@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import dagster as dg
 
+from ml_platform import keys
 from ml_platform.config import ProjectConfig
 from ml_platform.lib.labels import is_label_file, label_landing
 from ml_platform.resources import ProjectResource, Warehouse
@@ -96,7 +97,7 @@ def record_observation(instance: dg.DagsterInstance, name: str, cfg: ProjectConf
     champion it was scored with."""
     from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
-    key = dg.AssetKey(name)
+    key = keys.key(name)
     try:
         version = OBSERVERS[name](cfg, paths, warehouse, batch=batch)
     except Exception as exc:  # e.g. an unreadable source file: raw_batch runs and reports it clearly
@@ -114,7 +115,7 @@ def _observable(name: str) -> dg.AssetsDefinition:
 
     @dg.multi_observable_source_asset(specs=[spec], name=f"observe_{name}")
     def _observed(project: ProjectResource, warehouse: Warehouse):
-        yield dg.ObserveResult(asset_key=name, data_version=dg.DataVersion(observe(project.config(), project.paths(), warehouse)))
+        yield dg.ObserveResult(asset_key=keys.key(name), data_version=dg.DataVersion(observe(project.config(), project.paths(), warehouse)))
 
     return _observed
 

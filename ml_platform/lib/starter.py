@@ -107,14 +107,29 @@ def inspect(frame: pd.DataFrame, data_path: Path, *, target: str | None = None, 
 
 
 def render(starter: Starter, *, config_path: Path, dbt_dir: Path) -> dict[Path, str]:
-    """The files init writes: the project config and the dbt source, feature model and its tests."""
+    """The files init writes: the project config, the model's Dagster code location, and the dbt source,
+    feature model and its tests."""
     feature_model = f"{starter.name}_features"
     return {
         config_path: _aligned(_config_text(starter, config_path, feature_model)),
+        config_path.parent / "definitions.py": _location_text(starter, config_path),
         dbt_dir / "models" / "sources" / f"{starter.name}.yml": _sources_text(starter),
         dbt_dir / "models" / "features" / f"{feature_model}.sql": _feature_sql(starter),
         dbt_dir / "models" / "features" / f"{feature_model}.yml": _feature_tests(starter, feature_model),
     }
+
+
+def workspace_entry(starter: Starter, config_path: Path, workspace: Path) -> str | None:
+    """The workspace.yaml lines that make the model a code location of its own (None if already listed)."""
+    location = (config_path.parent / "definitions.py").resolve()
+    try:
+        relative = location.relative_to(workspace.resolve().parent)
+    except ValueError:
+        relative = location
+    if workspace.exists() and str(relative) in workspace.read_text():
+        return None
+    return (f"  - python_file:  # the {starter.name} model (added by ml-platform init)\n"
+            f"      relative_path: {relative}\n      location_name: {starter.name}\n      working_directory: .\n")
 
 
 def write(files: dict[Path, str], *, force: bool) -> None:
@@ -252,6 +267,7 @@ model:
   risk_tier: {"medium" if s.approvers else "low"} # low | medium | high; from medium up, promotion needs a sign-off
   intended_use: ""
   limitations: []
+  key_prefix: true                       # asset keys under the model's name (NAME/raw_batch): models share one Dagster
 
 data:
   source:
@@ -305,6 +321,18 @@ def _estimator_text(s: Starter) -> str:
     # notebook's own model: `pipeline: your_module:build_pipeline` (a function returning a Pipeline) instead.
     class: sklearn.ensemble.HistGradientBoostingClassifier
     params: {max_iter: 200, learning_rate: 0.1}"""
+
+
+def _location_text(s: Starter, config_path: Path) -> str:
+    return f'''"""Dagster code location of the {s.name} model (written by `ml-platform init`): workspace.yaml lists this
+file, so `make ui` shows the model's assets under {s.name}/, with its own jobs, sensors and schedule."""
+
+from pathlib import Path
+
+from ml_platform.definitions import model_definitions
+
+defs = model_definitions(Path(__file__).with_name("{config_path.name}"))
+'''
 
 
 def _sources_text(s: Starter) -> str:

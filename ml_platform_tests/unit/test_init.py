@@ -13,7 +13,8 @@ from ml_platform.lib import starter
 
 
 @pytest.fixture
-def customers(tmp_path):
+def customers(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # init adds the model's code location to ./workspace.yaml when there is one
     path = tmp_path / "customers.csv"
     pd.DataFrame({
         "customer_id": [f"c{i}" for i in range(40)],
@@ -44,6 +45,8 @@ def test_init_writes_a_valid_commented_config_and_a_dbt_model(customers, tmp_pat
     text = config.read_text()
     assert "# the column the model predicts" in text and "# seen 0 to 39" in text
 
+    assert loaded.model.key_prefix  # a model of several: its asset keys under customers/
+    assert "model_definitions(Path(__file__).with_name(\"ml_platform.yaml\"))" in (config.parent / "definitions.py").read_text()
     sql = (dbt / "models" / "features" / "customers_features.sql").read_text()
     assert "source('raw', 'customers_batches')" in sql and "partition by customer_id" in sql
     assert "raw" in (dbt / "models" / "sources" / "customers.yml").read_text()
@@ -97,3 +100,12 @@ def test_unknown_target_lists_the_columns(customers):
     frame = starter.read_data(customers)
     with pytest.raises(starter.InitError, match="'churn' is not a column of customers.csv; its columns: customer_id"):
         starter.inspect(frame, customers, target="churn")
+
+
+def test_init_adds_the_models_code_location_to_the_workspace_once(customers, tmp_path):
+    workspace = tmp_path / "workspace.yaml"
+    workspace.write_text("load_from:\n  - python_module:\n      module_name: ml_platform.definitions\n")
+    args = ["init", "--data", str(customers), "--output", "customers/ml_platform.yaml", "--dbt-project", "dbt"]
+    assert main(args) == 0 and main([*args, "--force"]) == 0
+    text = workspace.read_text()
+    assert text.count("relative_path: customers/definitions.py") == 1 and "location_name: customers" in text

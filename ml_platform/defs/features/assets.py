@@ -9,6 +9,7 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
+from ml_platform import keys
 from ml_platform.defs.features.project import feature_project
 from ml_platform.resources import ProjectResource
 from ml_platform.storage import dbt_environment
@@ -33,8 +34,8 @@ class FeatureTranslator(DagsterDbtTranslator):
         spec = super().get_asset_spec(manifest, unique_id, project)
         if unique_id.startswith("source."):
             # The dbt source raw.<model>_batches is the table the validation stage writes.
-            return spec.replace_attributes(key=dg.AssetKey("validated_batches"))
-        return spec.replace_attributes(group_name="features")
+            return spec.replace_attributes(key=keys.key("validated_batches"))
+        return spec.replace_attributes(key=keys.key(spec.key.to_user_string()), group_name="features")
 
 
 @dbt_assets(

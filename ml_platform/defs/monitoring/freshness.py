@@ -11,7 +11,7 @@ from functools import lru_cache
 
 import dagster as dg
 
-from ml_platform import settings
+from ml_platform import keys, settings
 from ml_platform.config import load_config
 from ml_platform.defs import jobs as lifecycle_jobs  # the module, so the loader finds daily_job once
 from ml_platform.lib.freshness import Freshness, breach_key, stale
@@ -21,14 +21,14 @@ from ml_platform.resources.alerts import Alerts, dagster_run_url
 
 @lru_cache(maxsize=4)
 def _feature_table_key(dbt_model: str) -> dg.AssetKey:
-    return dg.AssetKey(["features", dbt_model])  # dbt_project.yml puts the feature models in schema `features`
+    return keys.key(f"features/{dbt_model}")  # dbt_project.yml puts the feature models in schema `features`
 
 
 def _watched(cfg) -> list[tuple[str, dg.AssetKey, float]]:
     f = cfg.freshness
-    return [("raw_batch", dg.AssetKey("raw_batch"), f.raw_batch_max_age_hours),
+    return [("raw_batch", keys.key("raw_batch"), f.raw_batch_max_age_hours),
             ("features", _feature_table_key(cfg.features.dbt_model), f.features_max_age_hours),
-            ("predictions", dg.AssetKey("batch_predictions"), f.predictions_max_age_hours)]
+            ("predictions", keys.key("batch_predictions"), f.predictions_max_age_hours)]
 
 
 def freshness_states(instance: dg.DagsterInstance, cfg) -> list[Freshness]:

@@ -19,6 +19,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
+from ml_platform import keys
 from ml_platform.defs.monitoring.sensors import (
     INPUTS_TAG,
     retraining_already_requested,
@@ -279,7 +280,7 @@ def _write_days(warehouse: Warehouse, model_name: str, perf: LivePerformance) ->
             con.insert_frame(LIVE_PERFORMANCE_TABLE, frame)
 
 
-@dg.asset_sensor(asset_key=dg.AssetKey("live_performance"), job=retraining_job, minimum_interval_seconds=60,
+@dg.asset_sensor(asset_key=keys.key("live_performance"), job=retraining_job, minimum_interval_seconds=60,
                  default_status=dg.DefaultSensorStatus.RUNNING,
                  description="Requests one gated retraining per sustained breach of the live-performance SLO.")
 def performance_sensor(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry,

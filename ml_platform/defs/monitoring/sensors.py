@@ -10,12 +10,13 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
+from ml_platform import keys
 from ml_platform.defs.jobs import TRAINING_ASSETS, TRAINS_TAG, TRANSIENT_FAILURE_RETRY
 from ml_platform.resources import ProjectResource
 
 retraining_job = dg.define_asset_job(
     "retraining",
-    selection=dg.AssetSelection.assets(*TRAINING_ASSETS),
+    selection=dg.AssetSelection.assets(*(keys.key(name) for name in TRAINING_ASSETS)),
     op_retry_policy=TRANSIENT_FAILURE_RETRY,
     tags=TRAINS_TAG,
     description="Train a challenger on the current features and put it through the promotion gate.",
@@ -42,7 +43,7 @@ def training_inputs_version(instance: dg.DagsterInstance, cfg) -> str:
     """The data version of the feature table a retraining would train on now."""
     from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
-    record = instance.get_latest_data_version_record(dg.AssetKey(["features", cfg.features.dbt_model]))
+    record = instance.get_latest_data_version_record(keys.key(f"features/{cfg.features.dbt_model}"))
     tags = record.asset_materialization.tags if record and record.asset_materialization else {}
     return (tags or {}).get(DATA_VERSION_TAG, "none")
 
@@ -60,7 +61,7 @@ def retraining_already_requested(instance: dg.DagsterInstance, inputs_version: s
 INPUTS_TAG = "ml_platform/training_inputs"  # the feature table's data version a retraining was requested for
 
 
-@dg.asset_sensor(asset_key=dg.AssetKey("drift_report"), job=retraining_job, minimum_interval_seconds=60,
+@dg.asset_sensor(asset_key=keys.key("drift_report"), job=retraining_job, minimum_interval_seconds=60,
                  default_status=dg.DefaultSensorStatus.RUNNING,
                  description="Requests one gated retraining per drift report that detected dataset drift.")
 def drift_sensor(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry, project: ProjectResource):

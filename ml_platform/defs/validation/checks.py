@@ -10,6 +10,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from ml_platform import keys
 from ml_platform.lib.alerting import ALERTS_ON_FAILURE
 from ml_platform.lib.snapshots import read_snapshot
 from ml_platform.lib.validation import CHECK_NAMES, validate_batch
@@ -56,7 +57,7 @@ def raw_batch_contract(context: dg.AssetCheckExecutionContext, project: ProjectR
         )
     for outcome in report.checks:
         yield dg.AssetCheckResult(
-            asset_key="raw_batch",
+            asset_key=keys.key("raw_batch"),
             check_name=outcome.name,
             passed=outcome.passed,
             severity=dg.AssetCheckSeverity.ERROR,
