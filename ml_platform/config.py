@@ -16,11 +16,20 @@ import hashlib
 import importlib
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 ColumnType = Literal["integer", "number", "category", "boolean", "string", "date", "datetime"]
 Task = Literal["classification", "regression"]
@@ -521,7 +530,7 @@ def resolve_estimator(config: ProjectConfig) -> Any:
     if not module_name or not attr:
         raise ConfigError(f"{where} is not an import path like 'package.module.Name' or 'package.module:function'")
     try:
-        module = importlib.import_module(module_name)
+        module = _import_module(module_name, config.source_file.parent)
     except ImportError as exc:
         raise ConfigError(f"{where} is not importable: module '{module_name}' not found ({exc})") from None
     obj = getattr(module, attr, None)
@@ -535,6 +544,21 @@ def resolve_estimator(config: ProjectConfig) -> Any:
     if not callable(obj):
         raise ConfigError(f"{where} is not callable")
     return obj
+
+
+def _import_module(module_name: str, config_dir: Path) -> Any:
+    """Import a module; one that is not installed may also sit beside the config file (a team keeps its model
+    code next to its config, e.g. docs/examples/diabetes/diabetes_model.py)."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        top = module_name.split(".")[0]
+        beside = config_dir / top
+        if exc.name != top or not (beside.with_suffix(".py").is_file() or (beside / "__init__.py").is_file()):
+            raise
+    if str(config_dir) not in sys.path:
+        sys.path.append(str(config_dir))  # appended: an installed module of the same name still wins
+    return importlib.import_module(module_name)
 
 
 def _format_errors(name: str, exc: ValidationError) -> str:

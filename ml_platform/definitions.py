@@ -1,6 +1,7 @@
 """The Dagster code location: loads the defs folder (one folder per lifecycle stage) and applies the
 project-wide policies in one place: owners from the config, code versions, the executor."""
 
+import sys
 import warnings
 from pathlib import Path
 
@@ -38,6 +39,7 @@ CONFIG_READ: dict[str, tuple[str, ...]] = {
 def defs() -> dg.Definitions:
     # Structural validation only (no estimator import): loading the definitions must stay cheap.
     config = load_config(settings.config_path(), check_imports=False)
+    _stages_for(config)
     loaded = dg.load_from_defs_folder(path_within_project=Path(__file__).parent)
     versions = _code_versions(loaded, config)
     with warnings.catch_warnings():
@@ -49,6 +51,16 @@ def defs() -> dg.Definitions:
             code_version=spec.code_version or versions.get(spec.key.to_user_string()),
         ))
     return dg.Definitions.merge(mapped, dg.Definitions(executor=_executor()))
+
+
+def _stages_for(config: ProjectConfig) -> None:
+    """The stages' modules are built for one feature model (defs/features/assets.py reads the config when
+    imported, and the later stages depend on its assets). A process that loads the definitions for a config
+    with another feature model (a test session, a notebook) imports them afresh."""
+    features = sys.modules.get("ml_platform.defs.features.assets")
+    if features is not None and features.FEATURE_MODEL != config.features.dbt_model:
+        for name in [m for m in sys.modules if m == "ml_platform.defs" or m.startswith("ml_platform.defs.")]:
+            del sys.modules[name]
 
 
 def _executor() -> dg.ExecutorDefinition:

@@ -87,9 +87,7 @@ def record_regression_set(model: Any, holdout: pd.DataFrame, columns: list[str],
                           rows: int) -> RegressionSet:
     """The first `rows` holdout rows (the holdout is in id order, so the same rows every time) with the
     model's scores and labels for them (a regressor: its predictions, as both)."""
-    from ml_platform.lib.modeling import model_inputs
-
-    from ml_platform.lib.modeling import positive_scores
+    from ml_platform.lib.modeling import model_inputs, positive_scores
 
     picked = holdout.head(rows)
     inputs = model_inputs(picked, columns)
