@@ -216,7 +216,7 @@ def _print_status(status: dict) -> None:
     champ = status["champion"]
     if champ:
         print(f"  champion: version {champ['version']}  run {champ['run_id']}")
-        for key in ("roc_auc", "f1", "log_loss", "brier", "ece", "latency_p99_ms", "fairness_gap"):
+        for key in ("roc_auc", "f1", "log_loss", "brier", "ece", "rmse", "mae", "r2", "latency_p99_ms", "fairness_gap"):
             if key in champ["metrics"]:
                 print(f"    {key:<22} {champ['metrics'][key]:.4f}")
         for key in ("data_snapshot_sha256", "feature_code_version", "git_commit", "seed", "config_sha256"):
@@ -255,6 +255,8 @@ def _print_monitoring(m: dict) -> None:
         flag = _color(f"SLO BREACHED since {live.get('breach_started')}", RED) if breach else _color("within SLO", GREEN)
         print(f"    {'live performance':<28} {flag}  rolling {live['rolling_metric']:.4f} vs floor "
               f"{live.get('floor', '-')}, {live.get('streak', 0)} day(s) below")
+    elif live and live.get("skipped"):
+        print(f"    {'live performance':<28} " + _color(str(live["skipped"]), DIM))
     else:
         print(f"    {'live performance':<28} no labelled predictions yet")
     for f in m.get("freshness", []):

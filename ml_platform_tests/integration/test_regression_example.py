@@ -9,9 +9,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ml_platform.check import run_checks
+from ml_platform.config import load_config
 from ml_platform.resources import ModelRegistry, Warehouse
 from ml_platform.runner import run_lifecycle
 from ml_platform.settings import PROJECT_ROOT
+from ml_platform_tests.serving_support import running_service
 
 pytestmark = pytest.mark.slow
 
@@ -80,6 +83,24 @@ def test_diabetes_regression_from_raw_batches_to_a_gated_champion(platform_env, 
     assert first.outputs["drift_report"]["columns"]
     assert "psi" in first.outputs["prediction_drift"]
     assert "classification-only" in first.outputs["live_performance"]["skipped"]
+
+    # The online service answers a regressor's predictions: the score on /predict, `predict`'s values on
+    # /invocations (as `mlflow models serve` would).
+    with running_service(diabetes_config, platform_env) as service:
+        answered = service.client.post("/predict", json={"entity_ids": ["P0003", "P0010"]}).json()["predictions"]
+        assert [a["model_version"] for a in answered] == ["1", "1"]
+        assert all(25 < a["score"] < 346 and a["label"] == a["score"] for a in answered)
+        row = Warehouse().query("select * from features.diabetes_features where patient_id = 'P0003'")
+        record = row.drop(columns=["patient_id", "snapshot_hash", "batch_id", "progression"]).iloc[0].to_dict()
+        mlflow_style = service.client.post("/invocations", json={"dataframe_records": [record]}).json()
+        assert mlflow_style["predictions"] == [pytest.approx(answered[0]["score"])]
+
+        # `ml-platform check`: the gate re-run, robustness on the predictions, this endpoint replaying the
+        # regression set; slices and known-hard cases are classification-only (none configured here).
+        report = run_checks(load_config(diabetes_config), layers=("model", "infrastructure"), endpoint=service.url)
+    status = {r.name: r.status for r in report.results}
+    passing = ("training_converges", "promotion_gate", "robustness", "artifact_digest", "serving", "regression_set")
+    assert {k: status[k] for k in passing} == dict.fromkeys(passing, "pass"), report.results
 
     # Day two: the second half of the patients. A second training goes through the gate against the champion.
     export(data, batch=2)
