@@ -441,6 +441,9 @@ def _labels(args, config) -> int:
     from ml_platform.lib.snapshots import file_sha256
 
     source = Path(args.file)
+    if config.model.task == "regression":
+        raise ValueError(f"{config.source_file.name}: model.task is regression: late labels and live performance "
+                         "are classification-only for now")
     labels = read_label_file(source, config.data)  # a LabelError is a ValueError: exit 2, naming the problem
     landing = label_landing(config, settings.platform_paths())
     landing.mkdir(parents=True, exist_ok=True)
