@@ -399,10 +399,10 @@ class ProjectConfig(_Strict):
             return raw
         if raw["model"].get("task") != "regression":
             return raw
-        gate = raw.get("gate") if isinstance(raw.get("gate"), dict) else {} if raw.get("gate") is None else None
-        if gate is None:
-            return raw
-        gate = {**gate}
+        given = raw.get("gate")
+        if given is not None and not isinstance(given, dict):
+            return raw  # not a mapping: the field's own validation says so
+        gate = dict(given or {})
         gate.setdefault("metric", "r2")
         if "floor" not in gate:
             if gate["metric"] in ("neg_rmse", "neg_mae"):
@@ -439,10 +439,6 @@ class ProjectConfig(_Strict):
             raise ValueError(f"gate.metric: '{self.gate.metric}' is a classification metric; a regression is gated "
                              f"on one of {', '.join(REGRESSION_GATE_METRICS)}")
         return self
-
-    @property
-    def is_regression(self) -> bool:
-        return self.model.task == "regression"
 
     @model_validator(mode="after")
     def _approvers_for_risky_models(self) -> ProjectConfig:

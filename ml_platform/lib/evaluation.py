@@ -27,6 +27,8 @@ class Evaluation:
     predicted positive at the threshold), rows, and fairness_gap when a sensitive column was given.
     ``by_group`` maps each sensitive value that has both classes to its ROC AUC and row count;
     ``skipped_groups`` maps each sensitive value that has a single class (no AUC) to the reason.
+    A regressor's (``evaluate_regressor``) hold rmse, mae, r2, latency_p99_ms, mean_prediction, rows and
+    fairness_gap; ``by_group`` its RMSE, MAE and rows per group; its plots are in ``plots``.
     """
 
     metrics: dict[str, float]
@@ -328,7 +330,7 @@ def render_report_html(title: str, evaluation: Evaluation, extra: dict | None = 
     sections = [f"<h2>Metrics</h2><table>{metric_rows}</table>"]
 
     if evaluation.by_group or evaluation.skipped_groups:
-        group_metric = "rmse" if evaluation.plots else "roc_auc"
+        group_metric = "rmse" if "rmse" in evaluation.metrics else "roc_auc"  # a regressor's groups: their RMSE
         group_rows = "".join(
             f"<tr><td>{esc(g)}</td><td>{esc(_display(m.get(group_metric)))}</td>"
             f"<td>{esc(_display(m.get('rows')))}</td><td></td></tr>"

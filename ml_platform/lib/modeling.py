@@ -170,8 +170,3 @@ def positive_scores(model: Any, X: pd.DataFrame, positive_label: Any) -> np.ndar
     classes = list(model.classes_)
     return proba[:, classes.index(positive_label)]
 
-
-def model_scores(model: Any, X: pd.DataFrame, config: ProjectConfig) -> np.ndarray:
-    """The model's score per row: the positive label's probability (classification) or the predicted value
-    (regression). What batch scoring writes in `score`, prediction drift compares and serving answers."""
-    return positive_scores(model, X, None if config.model.task == "regression" else config.data.positive_label)

@@ -15,7 +15,7 @@ from ml_platform.lib.evaluation import (
     render_report_html,
 )
 from ml_platform.lib.gate import decide_promotion
-from ml_platform.lib.modeling import ModelSpecError, build_pipeline, model_scores
+from ml_platform.lib.modeling import ModelSpecError, build_pipeline, positive_scores
 from ml_platform.settings import PROJECT_ROOT
 
 EXAMPLE_CONFIG = PROJECT_ROOT / "docs" / "examples" / "diabetes" / "ml_platform.yaml"
@@ -193,4 +193,5 @@ def test_a_regressor_scores_with_its_predictions(tmp_path):
     config = load_config(write(tmp_path, lambda raw: None))
     X = pd.DataFrame({"bmi": [20.0, 30.0, 40.0], "sex": [1, 2, 1]})
     pipeline = build_pipeline(config, X).fit(X, [1.0, 2.0, 3.0])
-    assert model_scores(pipeline, X, config) == pytest.approx(pipeline.predict(X))
+    # A regression config has no positive label: the score is the predicted value.
+    assert positive_scores(pipeline, X, config.data.positive_label) == pytest.approx(pipeline.predict(X))
