@@ -341,13 +341,12 @@ def _training_converges(subject: Subject, inputs: dict) -> Outcome:
 
 
 def _promotion_gate(subject: Subject, inputs: dict) -> Outcome:
-    from ml_platform.defs.evaluation.assets import evaluate_on_holdout
-    from ml_platform.lib.evaluation import baseline_metrics
+    from ml_platform.defs.evaluation.assets import evaluate_on_holdout, trivial_baseline
     from ml_platform.lib.gate import decide_promotion
 
     cfg, split = subject.training_config, subject.split
     metrics = evaluate_on_holdout(subject.model, split, cfg).metrics
-    baseline = baseline_metrics(split.y_train, split.y_holdout, cfg.data.positive_label)
+    baseline = trivial_baseline(split, cfg)
     other = subject.compared_to
     champion = None
     if other is not None:
@@ -370,6 +369,9 @@ def _slices(subject: Subject, inputs: dict) -> Outcome:
     spec = subject.config.checks.slices
     if spec is None:
         return Outcome("skip", "no slice column configured (checks.slices)", numbers={"configured": False})
+    if subject.config.model.task == "regression":
+        return Outcome("skip", "slice floors judge classification metrics (roc_auc, f1, accuracy): not run for a "
+                       "regression model (model.task: regression) yet", numbers={"configured": True})
     y = (np.asarray(subject.split.y_holdout) == subject.config.data.positive_label).astype(int)
     return slice_outcome(subject.split.holdout, y, np.asarray(subject.holdout_scores), column=spec.column,
                          metric=spec.metric, floor=spec.floor, floors=spec.floors, min_rows=spec.min_rows)
@@ -394,6 +396,9 @@ def _known_hard_cases(subject: Subject, inputs: dict) -> Outcome:
     if cases is None:
         return Outcome("skip", "no known-hard cases file configured (checks.known_hard_cases)",
                        numbers={"configured": False})
+    if subject.config.model.task == "regression":
+        return Outcome("skip", "known-hard cases expect labels and probabilities: not run for a regression model "
+                       "(model.task: regression) yet", numbers={"configured": True})
     model, columns = subject.model, subject.columns
     classes = [c.item() if hasattr(c, "item") else c for c in model.classes_]
     positive = classes.index(subject.config.data.positive_label)

@@ -276,7 +276,7 @@ def _print_status(status: dict) -> None:
     champ = status["champion"]
     if champ:
         print(f"  champion: version {champ['version']}  run {champ['run_id']}")
-        for key in ("roc_auc", "f1", "log_loss", "brier", "ece", "latency_p99_ms", "fairness_gap"):
+        for key in ("roc_auc", "f1", "log_loss", "brier", "ece", "rmse", "mae", "r2", "latency_p99_ms", "fairness_gap"):
             if key in champ["metrics"]:
                 print(f"    {key:<22} {champ['metrics'][key]:.4f}")
         for key in ("data_snapshot_sha256", "feature_code_version", "git_commit", "seed", "config_sha256"):
@@ -315,6 +315,8 @@ def _print_monitoring(m: dict) -> None:
         flag = _color(f"SLO BREACHED since {live.get('breach_started')}", RED) if breach else _color("within SLO", GREEN)
         print(f"    {'live performance':<28} {flag}  rolling {live['rolling_metric']:.4f} vs floor "
               f"{live.get('floor', '-')}, {live.get('streak', 0)} day(s) below")
+    elif live and live.get("skipped"):
+        print(f"    {'live performance':<28} " + _color(str(live["skipped"]), DIM))
     else:
         print(f"    {'live performance':<28} no labelled predictions yet")
     for f in m.get("freshness", []):
@@ -499,6 +501,9 @@ def _labels(args, config) -> int:
     from ml_platform.lib.snapshots import file_sha256
 
     source = Path(args.file)
+    if config.model.task == "regression":
+        raise ValueError(f"{config.source_file.name}: model.task is regression: late labels and live performance "
+                         "are classification-only for now")
     labels = read_label_file(source, config.data)  # a LabelError is a ValueError: exit 2, naming the problem
     landing = label_landing(config, settings.platform_paths())
     landing.mkdir(parents=True, exist_ok=True)

@@ -21,9 +21,23 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 ColumnType = Literal["integer", "number", "category", "boolean", "string", "date", "datetime"]
+Task = Literal["classification", "regression"]
+
+# Gate metrics per task. Lower-is-better metrics are gated on their negation (neg_*), so "higher wins" everywhere.
+CLASSIFICATION_GATE_METRICS = ("roc_auc", "f1", "neg_log_loss", "neg_brier")
+REGRESSION_GATE_METRICS = ("neg_rmse", "neg_mae", "r2")
+GateMetric = Literal["roc_auc", "f1", "neg_log_loss", "neg_brier", "neg_rmse", "neg_mae", "r2"]
 
 
 class ConfigError(ValueError):
@@ -41,6 +55,10 @@ class ModelSection(_Strict):
     description: str = ""
     risk_tier: Literal["low", "medium", "high"] = Field(
         "low", description="From medium up, a challenger that passed the gate also needs a human sign-off."
+    )
+    task: Task = Field(
+        "classification", description="classification: scores are the positive label's probability; "
+        "regression: scores are the predicted value of a numeric target."
     )
     intended_use: str = ""
     limitations: list[str] = []
@@ -100,8 +118,10 @@ class ColumnContract(_Strict):
 class DataSection(_Strict):
     source: SourceSection = SourceSection()
     target: str
-    labels: list[Any] = Field(min_length=2, description="The exact set of target labels expected.")
-    positive_label: Any
+    labels: list[Any] | None = Field(
+        None, description="The exact set of target labels expected (classification only; required there)."
+    )
+    positive_label: Any = Field(None, description="The label scores are the probability of (classification only).")
     id_column: str | None = None
     timestamp_column: str | None = None
     exclude_columns: list[str] = []
@@ -127,7 +147,7 @@ class DataSection(_Strict):
                         f"{field}: column '{col}' is not in data.columns"
                         + (f" (did you mean '{hint[0]}'?)" if hint else "")
                     )
-        if self.positive_label not in self.labels:
+        if self.labels is not None and self.positive_label is not None and self.positive_label not in self.labels:
             raise ValueError(f"positive_label {self.positive_label!r} is not one of labels {self.labels}")
         return self
 
@@ -167,13 +187,31 @@ class TrainingSection(_Strict):
 
 
 class GateSection(_Strict):
-    metric: Literal["roc_auc", "f1", "neg_log_loss", "neg_brier"] = "roc_auc"
+    metric: GateMetric = Field(
+        "roc_auc", description="Higher is better for every one: lower-is-better metrics are negated (neg_*). "
+        "Default: roc_auc for classification, r2 for regression."
+    )
     min_improvement: float = Field(0.0, ge=0, description="Margin by which a challenger must beat the champion.")
-    floor: float = Field(0.5, ge=0, le=1, description="The first model's metric must reach this.")
+    floor: float = Field(0.5, description="The first model's metric must reach this (on the metric's scale: "
+                         "-60 with neg_rmse means RMSE at most 60). Default: 0.5, for r2 0.")
     baseline_margin: float = Field(0.01, ge=0, description="How much the first model must beat a trivial baseline.")
     max_latency_p99_ms: float = Field(200.0, gt=0)
-    max_calibration_error: float = Field(0.1, gt=0, le=1)
-    max_fairness_gap: float = Field(0.2, gt=0, le=1)
+    max_calibration_error: float = Field(0.1, gt=0, le=1, description="Classification only.")
+    max_fairness_gap: float = Field(0.2, gt=0, le=1, description="Classification: max - min ROC AUC across the "
+                                    "sensitive groups; regression: (max - min RMSE across them) / overall RMSE.")
+
+    @field_validator("floor")
+    @classmethod
+    def _floor_on_the_metric_scale(cls, value: float, info: ValidationInfo) -> float:
+        metric = info.data.get("metric")
+        if metric in ("roc_auc", "f1", "neg_log_loss", "neg_brier") and not 0 <= value <= 1:
+            raise ValueError(f"got {value}: the floor of {metric} must be between 0 and 1")
+        if metric == "r2" and value > 1:
+            raise ValueError(f"got {value}: R² is at most 1")
+        if metric in ("neg_rmse", "neg_mae") and value > 0:
+            raise ValueError(f"got {value}: {metric} is the negated {metric[4:].upper()} (higher is better), so its "
+                             f"floor is at most 0 (did you mean {-value:g}, i.e. {metric[4:].upper()} at most {value:g}?)")
+        return value
 
 
 DriftMethod = Literal["auto", "wasserstein", "jensenshannon", "psi", "ks", "chisquare"]
@@ -356,6 +394,56 @@ class ProjectConfig(_Strict):
     # Where the config was read from; relative paths in it resolve against this folder.
     source_file: Path = Field(Path("ml_platform.yaml"), exclude=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _task_defaults(cls, raw: Any) -> Any:
+        """A regression model's gate defaults to r2 with floor 0 (the roc_auc default means nothing there); a
+        neg_rmse/neg_mae floor is in the target's units, so it has no default and must be given."""
+        if not isinstance(raw, dict) or not isinstance(raw.get("model"), dict):
+            return raw
+        if raw["model"].get("task") != "regression":
+            return raw
+        given = raw.get("gate")
+        if given is not None and not isinstance(given, dict):
+            return raw  # not a mapping: the field's own validation says so
+        gate = dict(given or {})
+        gate.setdefault("metric", "r2")
+        if "floor" not in gate:
+            if gate["metric"] in ("neg_rmse", "neg_mae"):
+                unit = str(gate["metric"])[4:].upper()
+                raise ValueError(f"gate.floor: required with metric {gate['metric']} (the target's units, negated: "
+                                 f"-60 means {unit} at most 60)")
+            gate["floor"] = 0.0
+        return {**raw, "gate": gate}
+
+    @model_validator(mode="after")
+    def _task_fits(self) -> ProjectConfig:
+        data, task = self.data, self.model.task
+        if task == "classification":
+            if data.labels is None:
+                raise ValueError("data.labels: required for a classification model (the exact set of target labels); "
+                                 "for a numeric target set model.task: regression")
+            if len(data.labels) < 2:
+                raise ValueError(f"data.labels: a classification needs at least 2 labels, got {data.labels}")
+            if data.positive_label is None:
+                raise ValueError("data.positive_label: required for a classification model (the label scores are "
+                                 "the probability of)")
+            if self.gate.metric not in CLASSIFICATION_GATE_METRICS:
+                raise ValueError(f"gate.metric: '{self.gate.metric}' is a regression metric; a classification is "
+                                 f"gated on one of {', '.join(CLASSIFICATION_GATE_METRICS)}")
+            return self
+        for field in ("labels", "positive_label"):
+            if getattr(data, field) is not None:
+                raise ValueError(f"data.{field}: a regression model (model.task: regression) has no labels; remove it")
+        kind = data.columns[data.target].type
+        if kind not in ("number", "integer"):
+            raise ValueError(f"data.columns.{data.target}: the target of a regression must be 'number' or 'integer', "
+                             f"not '{kind}'")
+        if self.gate.metric not in REGRESSION_GATE_METRICS:
+            raise ValueError(f"gate.metric: '{self.gate.metric}' is a classification metric; a regression is gated "
+                             f"on one of {', '.join(REGRESSION_GATE_METRICS)}")
+        return self
+
     @model_validator(mode="after")
     def _approvers_for_risky_models(self) -> ProjectConfig:
         if self.model.risk_tier != "low" and not self.governance.approvers:
@@ -446,7 +534,7 @@ def resolve_estimator(config: ProjectConfig) -> Any:
     if folder not in sys.path:
         sys.path.append(folder)
     try:
-        module = importlib.import_module(module_name)
+        module = _import_module(module_name, config.source_file.parent)
     except ImportError as exc:
         raise ConfigError(f"{where} is not importable: module '{module_name}' not found ({exc})") from None
     obj = getattr(module, attr, None)
@@ -460,6 +548,21 @@ def resolve_estimator(config: ProjectConfig) -> Any:
     if not callable(obj):
         raise ConfigError(f"{where} is not callable")
     return obj
+
+
+def _import_module(module_name: str, config_dir: Path) -> Any:
+    """Import a module; one that is not installed may also sit beside the config file (a team keeps its model
+    code next to its config, e.g. docs/examples/diabetes/diabetes_model.py)."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        top = module_name.split(".")[0]
+        beside = config_dir / top
+        if exc.name != top or not (beside.with_suffix(".py").is_file() or (beside / "__init__.py").is_file()):
+            raise
+    if str(config_dir) not in sys.path:
+        sys.path.append(str(config_dir))  # appended: an installed module of the same name still wins
+    return importlib.import_module(module_name)
 
 
 def _format_errors(name: str, exc: ValidationError) -> str:

@@ -2,6 +2,7 @@
 project-wide policies in one place: owners from the config, code versions, the executor."""
 
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -21,16 +22,16 @@ CONFIG_READ: dict[str, tuple[str, ...]] = {
     "raw_batch": ("model.name", "data"),
     "validated_batches": ("model.name", "data"),
     "training_data": ("model.name", "data", "features"),
-    "trained_model": ("model.name", "data", "features", "training"),
-    "model_evaluation": ("model.name", "data", "features", "training", "gate"),
+    "trained_model": ("model.name", "model.task", "data", "features", "training"),
+    "model_evaluation": ("model.name", "model.task", "data", "features", "training", "gate"),
     "champion_model": ("model", "data", "features", "training", "gate", "governance"),
-    "batch_predictions": ("model.name", "data", "features"),
+    "batch_predictions": ("model.name", "model.task", "data", "features"),
     "online_features": ("model.name", "data", "features"),
     "drift_report": ("model.name", "data", "features", "training", "drift"),
-    "prediction_drift": ("model.name", "data", "features", "training", "drift"),
+    "prediction_drift": ("model.name", "model.task", "data", "features", "training", "drift"),
     "traffic_drift_report": ("model.name", "data", "features", "training", "drift"),
-    "late_labels": ("model.name", "data", "features", "performance"),
-    "live_performance": ("model.name", "data", "features", "performance"),
+    "late_labels": ("model.name", "model.task", "data", "features", "performance"),
+    "live_performance": ("model.name", "model.task", "data", "features", "performance"),
     "cost_report": ("model.name",),
 }
 
@@ -39,6 +40,7 @@ CONFIG_READ: dict[str, tuple[str, ...]] = {
 def defs() -> dg.Definitions:
     # Structural validation only (no estimator import): loading the definitions must stay cheap.
     config = load_config(settings.config_path(), check_imports=False)
+    _stages_for(config)
     loaded = dg.load_from_defs_folder(path_within_project=Path(__file__).parent)
     versions = _code_versions(loaded, config)
     with warnings.catch_warnings():
@@ -75,6 +77,17 @@ def _under_model_prefix(loaded: dg.Definitions) -> dg.Definitions:
         asset_checks=[d.with_attributes(asset_key_replacements=renamed) for d in loaded.asset_checks or []],
         jobs=loaded.jobs, schedules=loaded.schedules, sensors=loaded.sensors, resources=loaded.resources,
     )
+
+
+def _stages_for(config: ProjectConfig) -> None:
+    """The stages' modules are built for one feature model and one model's keys (defs/features/assets.py reads
+    the config when imported, and the later stages depend on its assets). A process that loads the definitions for a config
+    with another feature model (a test session, a notebook) imports them afresh."""
+    features = sys.modules.get("ml_platform.defs.features.assets")
+    if features is not None and (features.FEATURE_MODEL != config.features.dbt_model
+                                 or features.KEY_PREFIX != keys.prefix()):
+        for name in [m for m in sys.modules if m == "ml_platform.defs" or m.startswith("ml_platform.defs.")]:
+            del sys.modules[name]
 
 
 def _executor() -> dg.ExecutorDefinition:

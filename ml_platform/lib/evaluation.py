@@ -1,4 +1,4 @@
-"""Offline evaluation of a binary classifier: metrics, calibration, fairness, latency and plots.
+"""Offline evaluation of a binary classifier or a regressor: metrics, calibration, fairness, latency and plots.
 
 Pure functions with no Dagster in them. scikit-learn and matplotlib are imported inside the functions
 that need them, so importing this module (and loading the Dagster definitions) stays cheap.
@@ -27,13 +27,23 @@ class Evaluation:
     predicted positive at the threshold), rows, and fairness_gap when a sensitive column was given.
     ``by_group`` maps each sensitive value that has both classes to its ROC AUC and row count;
     ``skipped_groups`` maps each sensitive value that has a single class (no AUC) to the reason.
+    A regressor's (``evaluate_regressor``) hold rmse, mae, r2, latency_p99_ms, mean_prediction, rows and
+    fairness_gap; ``by_group`` its RMSE, MAE and rows per group; its plots are in ``plots``.
     """
 
     metrics: dict[str, float]
     by_group: dict[str, dict[str, float]]
-    roc_png: bytes
-    calibration_png: bytes
+    roc_png: bytes = b""
+    calibration_png: bytes = b""
     skipped_groups: dict[str, str] = field(default_factory=dict)
+    # A regressor's plots by file name: predicted_vs_actual.png, residuals.png (a classifier has the two above).
+    plots: dict[str, bytes] = field(default_factory=dict)
+
+    def figures(self) -> list[tuple[str, str, bytes]]:
+        """(file name, title, PNG) of every plot, for the report, MLflow artifacts and Dagster metadata."""
+        named = [("roc.png", "ROC curve", self.roc_png), ("calibration.png", "Reliability diagram", self.calibration_png)]
+        named += [(name, _PLOT_TITLES.get(name, name), png) for name, png in self.plots.items()]
+        return [(name, title, png) for name, title, png in named if png]
 
     def to_json(self) -> dict:
         """Metrics and per-group results as plain JSON types (NaN and infinities become None)."""
@@ -96,8 +106,9 @@ def fairness_gap(y_true, y_prob, groups) -> tuple[float, dict]:
     return gap, {"by_group": by_group, "skipped": skipped}
 
 
-def row_latency_p99_ms(model, X: pd.DataFrame, rows: int = 100, seed: int = 0) -> float:
-    """99th percentile wall time, in milliseconds, of ``model.predict_proba`` on a single-row DataFrame.
+def row_latency_p99_ms(model, X: pd.DataFrame, rows: int = 100, seed: int = 0, method: str = "predict_proba") -> float:
+    """99th percentile wall time, in milliseconds, of ``model.predict_proba`` (or ``method``, e.g. a regressor's
+    ``predict``) on a single-row DataFrame.
 
     Times ``rows`` rows drawn with a seeded generator (with replacement only when X has fewer rows),
     after one untimed warm-up call, as the online service scores one request at a time.
@@ -113,12 +124,13 @@ def row_latency_p99_ms(model, X: pd.DataFrame, rows: int = 100, seed: int = 0) -
 
     # One thread, as a serving worker scores a request: OpenMP's thread team costs more than it
     # saves on one row, and on a busy machine its spin-waits turn into 100+ ms stalls.
+    predict = getattr(model, method)
     with threadpool_limits(limits=1):
-        model.predict_proba(singles[0])
+        predict(singles[0])
         timings = np.empty(len(singles))
         for k, row in enumerate(singles):
             start = time.perf_counter()
-            model.predict_proba(row)
+            predict(row)
             timings[k] = time.perf_counter() - start
     return float(np.percentile(timings, 99) * 1000.0)
 
@@ -214,6 +226,101 @@ def baseline_metrics(y_train, y_eval, positive_label) -> dict[str, float]:
     }
 
 
+def regression_metrics(y_true, y_pred) -> dict[str, float]:
+    """RMSE, MAE and R² of predictions against a numeric target."""
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
+    y, p = _numeric_targets_and_predictions(y_true, y_pred)
+    return {
+        "rmse": float(np.sqrt(mean_squared_error(y, p))),
+        "mae": float(mean_absolute_error(y, p)),
+        "r2": float(r2_score(y, p)) if len(y) > 1 else float("nan"),
+    }
+
+
+def regression_fairness_gap(y_true, y_pred, groups) -> tuple[float, dict]:
+    """Spread of RMSE across groups, relative to the overall RMSE: (max - min group RMSE) / overall RMSE.
+
+    Relative, so one threshold means the same whatever the target's units: 0.2 allows a group's error to be
+    20% of the overall error worse than another's. Returns ``(gap, {"by_group": {group: {"rmse", "mae",
+    "rows"}}, "skipped": {group: reason}})``; a group of a single row is skipped. NaN with fewer than two groups.
+    """
+    y, p = _numeric_targets_and_predictions(y_true, y_pred)
+    g = np.asarray(groups, dtype=object)
+    if g.shape != y.shape:
+        raise ValueError(f"groups has {g.shape[0] if g.ndim else 0} values but y_true has {len(y)}")
+    keys = np.array([str(v) for v in g], dtype=object)
+    by_group: dict[str, dict[str, float]] = {}
+    skipped: dict[str, str] = {}
+    for key in sorted(set(keys)):
+        mask = keys == key
+        if mask.sum() < 2:
+            skipped[key] = f"{int(mask.sum())} row: too few to measure an error spread"
+            continue
+        m = regression_metrics(y[mask], p[mask])
+        by_group[key] = {"rmse": m["rmse"], "mae": m["mae"], "rows": float(mask.sum())}
+    overall = regression_metrics(y, p)["rmse"]
+    rmses = [m["rmse"] for m in by_group.values()]
+    if len(rmses) < 2:
+        gap = float("nan")
+    elif overall == 0:
+        gap = 0.0 if max(rmses) == 0 else float("inf")
+    else:
+        gap = float((max(rmses) - min(rmses)) / overall)
+    return gap, {"by_group": by_group, "skipped": skipped}
+
+
+def evaluate_regressor(
+    model,
+    X: pd.DataFrame,
+    y: pd.Series,
+    *,
+    sensitive: pd.Series | None = None,
+    latency_rows: int = 100,
+) -> Evaluation:
+    """Evaluate a fitted regressor (anything with ``predict``) on X, y: RMSE, MAE, R², per-row latency p99,
+    and with ``sensitive`` (aligned with X by position) the per-group RMSE and the relative fairness gap.
+    Plots: predicted against actual, and residuals against predicted."""
+    if len(X) != len(y):
+        raise ValueError(f"X has {len(X)} rows but y has {len(y)}")
+    if len(X) == 0:
+        raise ValueError("cannot evaluate on an empty evaluation set")
+    y_true = np.asarray(y, dtype=float)
+    pred = np.asarray(model.predict(X), dtype=float)
+    metrics = {
+        **regression_metrics(y_true, pred),
+        "latency_p99_ms": row_latency_p99_ms(model, X, rows=latency_rows, method="predict"),
+        "mean_prediction": float(pred.mean()),
+        "rows": float(len(X)),
+    }
+    by_group: dict[str, dict[str, float]] = {}
+    skipped: dict[str, str] = {}
+    if sensitive is not None:
+        if len(sensitive) != len(X):
+            raise ValueError(f"sensitive has {len(sensitive)} values but X has {len(X)} rows")
+        gap, detail = regression_fairness_gap(y_true, pred, np.asarray(sensitive, dtype=object))
+        metrics["fairness_gap"] = gap
+        by_group, skipped = detail["by_group"], detail["skipped"]
+    return Evaluation(
+        metrics=metrics,
+        by_group=by_group,
+        skipped_groups=skipped,
+        plots={"predicted_vs_actual.png": _predicted_vs_actual_png(y_true, pred, metrics["r2"]),
+               "residuals.png": _residuals_png(y_true, pred, metrics["rmse"])},
+    )
+
+
+def regression_baseline_metrics(y_train, y_eval) -> dict[str, float]:
+    """Metrics of the trivial baseline that predicts the training mean for every row (R² about 0 or below).
+
+    A regressor worth promoting must beat this."""
+    train = np.asarray(y_train, dtype=float)
+    y = np.asarray(y_eval, dtype=float)
+    if len(train) == 0 or len(y) == 0:
+        raise ValueError("baseline needs non-empty y_train and y_eval")
+    return regression_metrics(y, np.full(len(y), float(train.mean())))
+
+
 def render_report_html(title: str, evaluation: Evaluation, extra: dict | None = None) -> str:
     """A self-contained HTML page: metrics, per-group results, extra details and the two plots inline."""
     esc = html.escape
@@ -223,8 +330,9 @@ def render_report_html(title: str, evaluation: Evaluation, extra: dict | None = 
     sections = [f"<h2>Metrics</h2><table>{metric_rows}</table>"]
 
     if evaluation.by_group or evaluation.skipped_groups:
+        group_metric = "rmse" if "rmse" in evaluation.metrics else "roc_auc"  # a regressor's groups: their RMSE
         group_rows = "".join(
-            f"<tr><td>{esc(g)}</td><td>{esc(_display(m.get('roc_auc')))}</td>"
+            f"<tr><td>{esc(g)}</td><td>{esc(_display(m.get(group_metric)))}</td>"
             f"<td>{esc(_display(m.get('rows')))}</td><td></td></tr>"
             for g, m in evaluation.by_group.items()
         ) + "".join(
@@ -232,7 +340,7 @@ def render_report_html(title: str, evaluation: Evaluation, extra: dict | None = 
             for g, reason in evaluation.skipped_groups.items()
         )
         sections.append(
-            "<h2>By group</h2><table><tr><th>group</th><th>roc_auc</th><th>rows</th><th>note</th></tr>"
+            f"<h2>By group</h2><table><tr><th>group</th><th>{group_metric}</th><th>rows</th><th>note</th></tr>"
             f"{group_rows}</table>"
         )
 
@@ -244,9 +352,8 @@ def render_report_html(title: str, evaluation: Evaluation, extra: dict | None = 
 
     sections.append(
         '<h2>Plots</h2><div class="plots">'
-        f'<img alt="ROC curve" src="{_data_uri(evaluation.roc_png)}">'
-        f'<img alt="Reliability diagram" src="{_data_uri(evaluation.calibration_png)}">'
-        "</div>"
+        + "".join(f'<img alt="{esc(title)}" src="{_data_uri(png)}">' for _, title, png in evaluation.figures())
+        + "</div>"
     )
     body = "\n".join(sections)
     return f"""<!DOCTYPE html>
@@ -278,6 +385,41 @@ def png_markdown(png: bytes, alt: str) -> str:
 
 
 # --- helpers ---------------------------------------------------------------------------------------
+
+_PLOT_TITLES = {"predicted_vs_actual.png": "Predicted vs actual", "residuals.png": "Residuals"}
+
+
+def _numeric_targets_and_predictions(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(y_true, dtype=float)
+    p = np.asarray(y_pred, dtype=float)
+    if y.ndim != 1 or p.ndim != 1 or len(y) != len(p):
+        raise ValueError(f"y_true and y_pred must be 1-d and the same length (got {y.shape} and {p.shape})")
+    if len(y) == 0:
+        raise ValueError("y_true is empty")
+    if np.isnan(y).any() or np.isnan(p).any():
+        raise ValueError("y_true and y_pred must have no NaN")
+    return y, p
+
+
+def _predicted_vs_actual_png(y_true: np.ndarray, pred: np.ndarray, r2: float) -> bytes:
+    fig, ax = _new_figure()
+    ax.scatter(y_true, pred, s=12, alpha=0.6, color="tab:blue", label=f"model (R² = {r2:.3f})")
+    low, high = float(min(y_true.min(), pred.min())), float(max(y_true.max(), pred.max()))
+    ax.plot([low, high], [low, high], color="grey", lw=1, ls="--", label="perfect")
+    ax.set(xlabel="Actual", ylabel="Predicted")
+    ax.set_title("Predicted vs actual")
+    ax.legend(loc="upper left")
+    return _to_png(fig)
+
+
+def _residuals_png(y_true: np.ndarray, pred: np.ndarray, rmse: float) -> bytes:
+    fig, ax = _new_figure()
+    ax.scatter(pred, y_true - pred, s=12, alpha=0.6, color="tab:blue", label=f"RMSE = {rmse:.3f}")
+    ax.axhline(0, color="grey", lw=1, ls="--")
+    ax.set(xlabel="Predicted", ylabel="Actual − predicted")
+    ax.set_title("Residuals")
+    ax.legend(loc="upper left")
+    return _to_png(fig)
 
 
 def _binary_targets_and_probs(y_true, y_prob) -> tuple[np.ndarray, np.ndarray]:

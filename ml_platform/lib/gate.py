@@ -9,7 +9,9 @@ if TYPE_CHECKING:
     from ml_platform.config import GateSection
 
 # Metrics where lower is better are gated on their negation, so "higher wins" everywhere.
-_NEGATED = {"neg_log_loss": "log_loss", "neg_brier": "brier"}
+_NEGATED = {"neg_log_loss": "log_loss", "neg_brier": "brier", "neg_rmse": "rmse", "neg_mae": "mae"}
+# Gate metrics of a regressor: the calibration guardrail (a property of probabilities) does not apply to them.
+_REGRESSION = {"neg_rmse", "neg_mae", "r2"}
 
 
 def metric_value(metrics: dict[str, float], name: str) -> float:
@@ -69,13 +71,17 @@ def decide_promotion(
     latency = challenger["latency_p99_ms"]
     rule(latency <= gate.max_latency_p99_ms,
          f"latency p99 {latency:.2f} ms {'≤' if latency <= gate.max_latency_p99_ms else '>'} {gate.max_latency_p99_ms} ms")
-    ece = challenger["ece"]
-    rule(ece <= gate.max_calibration_error,
-         f"calibration error {ece:.4f} {'≤' if ece <= gate.max_calibration_error else '>'} {gate.max_calibration_error}")
+    if name in _REGRESSION:
+        passed.append("calibration: not applicable to a regression model")
+    else:
+        ece = challenger["ece"]
+        rule(ece <= gate.max_calibration_error,
+             f"calibration error {ece:.4f} {'≤' if ece <= gate.max_calibration_error else '>'} {gate.max_calibration_error}")
     if "fairness_gap" in challenger:
         gap = challenger["fairness_gap"]
+        what = "fairness gap (relative RMSE spread)" if name in _REGRESSION else "fairness gap"
         rule(gap <= gate.max_fairness_gap,
-             f"fairness gap {gap:.4f} {'≤' if gap <= gate.max_fairness_gap else '>'} {gate.max_fairness_gap}")
+             f"{what} {gap:.4f} {'≤' if gap <= gate.max_fairness_gap else '>'} {gate.max_fairness_gap}")
 
     return GateDecision(
         promote=not failed,

@@ -120,14 +120,18 @@ def _fairness_blocks(card: ModelCard) -> list[tuple]:
     if not card.sensitive_column:
         return [("p", "No sensitive column configured, so no per-group results.")]
     blocks: list[tuple] = [("p", f"Sensitive column: {card.sensitive_column}.")]
+    regression = "rmse" in card.metrics  # a regressor's evaluation: per-group RMSE, a relative gap
+    key, label = ("rmse", "RMSE") if regression else ("roc_auc", "ROC AUC")
     if card.by_group:
-        rows = [[group, _metric("roc_auc", m.get("roc_auc")), _metric("rows", m.get("rows"))]
+        rows = [[group, _metric(key, m.get(key)), _metric("rows", m.get("rows"))]
                 for group, m in card.by_group.items()]
-        blocks.append(("table", ["Group", "ROC AUC", "Rows"], rows))
+        blocks.append(("table", ["Group", label, "Rows"], rows))
     else:
-        blocks.append(("p", "No group had both classes on the holdout, so no per-group ROC AUC."))
+        blocks.append(("p", f"No group could be scored on the holdout, so no per-group {label}."))
     gap = _metric("fairness_gap", card.metrics.get("fairness_gap"))
-    blocks.append(("p", f"Fairness gap (largest ROC AUC difference between groups): {gap}."))
+    what = ("(max − min RMSE between groups, over the overall RMSE)" if regression
+            else "(largest ROC AUC difference between groups)")
+    blocks.append(("p", f"Fairness gap {what}: {gap}."))
     return blocks
 
 

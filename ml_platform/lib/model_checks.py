@@ -97,19 +97,26 @@ def compare_schemas(training: pd.DataFrame, batch: pd.DataFrame, contract: dict[
 def training_convergence(model: Any, X_train: pd.DataFrame, y_train: pd.Series, positive_label: Any) -> Outcome:
     """Training converged: the fitted model's log loss on its training rows is below a prior-only baseline's
     (the fit reduced the loss), and an iterative estimator stopped before its iteration cap."""
-    from sklearn.metrics import log_loss
+    from sklearn.metrics import log_loss, mean_squared_error
 
-    y = (np.asarray(y_train) == positive_label).astype(int)
-    classes = list(model.classes_)
-    proba = np.asarray(model.predict_proba(X_train))[:, classes.index(positive_label)]
-    trained = float(log_loss(y, np.clip(proba, 1e-15, 1 - 1e-15), labels=[0, 1]))
-    prior = float(np.full(len(y), y.mean()).mean()) if len(y) else 0.5
-    baseline = float(log_loss(y, np.full(len(y), prior), labels=[0, 1]))
+    if positive_label is None:  # a regressor: its training MSE against predicting the training mean
+        y_num = np.asarray(y_train, dtype=float)
+        loss, base_name = "training MSE", "the mean's"
+        trained = float(mean_squared_error(y_num, np.asarray(model.predict(X_train), dtype=float)))
+        baseline = float(mean_squared_error(y_num, np.full(len(y_num), y_num.mean())))
+    else:
+        y = (np.asarray(y_train) == positive_label).astype(int)
+        classes = list(model.classes_)
+        proba = np.asarray(model.predict_proba(X_train))[:, classes.index(positive_label)]
+        loss, base_name = "training log loss", "the prior-only baseline's"
+        trained = float(log_loss(y, np.clip(proba, 1e-15, 1 - 1e-15), labels=[0, 1]))
+        prior = float(np.full(len(y), y.mean()).mean()) if len(y) else 0.5
+        baseline = float(log_loss(y, np.full(len(y), prior), labels=[0, 1]))
     failures = []
     if not math.isfinite(trained) or trained >= baseline:
-        failures.append(f"training log loss {trained:.4f} is not below the prior-only baseline's {baseline:.4f}: "
+        failures.append(f"{loss} {trained:.4f} is not below {base_name} {baseline:.4f}: "
                         "the fit did not learn from the data")
-    details = [f"training log loss {trained:.4f} vs prior-only {baseline:.4f}"]
+    details = [f"{loss} {trained:.4f} vs {base_name} {baseline:.4f}"]
     estimator = model.steps[-1][1] if hasattr(model, "steps") else model
     iterations = getattr(estimator, "n_iter_", None)
     cap = estimator.get_params().get("max_iter") if hasattr(estimator, "get_params") else None
@@ -121,7 +128,7 @@ def training_convergence(model: Any, X_train: pd.DataFrame, y_train: pd.Series, 
         if used >= cap:
             failures.append(f"{type(estimator).__name__} stopped at its cap of {cap} iterations before converging: "
                             "raise training.estimator.params.max_iter (or scale the inputs)")
-    return Outcome.judged(failures, f"converged: training log loss {trained:.4f} < prior-only {baseline:.4f}",
+    return Outcome.judged(failures, f"converged: {loss} {trained:.4f} < {base_name} {baseline:.4f}",
                           "training did not converge", details, train_log_loss=trained, baseline_log_loss=baseline)
 
 
@@ -190,26 +197,31 @@ def perturbation_columns(X: pd.DataFrame, columns: list[str] | None) -> list[str
 def perturbation_outcome(model: Any, X: pd.DataFrame, *, positive_label: Any, columns: list[str] | None,
                          noise: float, tolerance: float, max_share: float, rows: int, seed: int) -> Outcome:
     """Scores on `rows` rows of X, then again with Gaussian noise of `noise` × each perturbed column's standard
-    deviation added: at most `max_share` of the rows may move by more than `tolerance`. A smooth model moves a
+    deviation added: at most `max_share` of the rows may move by more than `tolerance`. A regressor
+    (`positive_label` None) is judged on its predictions, a change measured as a share of their standard deviation. A smooth model moves a
     little everywhere; a step function (an overfit tree) jumps on the rows near its thresholds."""
     X = X.head(rows)
     perturbed_columns = perturbation_columns(X, columns)
     if not perturbed_columns:
         return Outcome("skip", "no numeric input to perturb (checks.perturbation.columns names none, and no float "
                                "input has more than two values)")
-    classes = list(model.classes_)
-    positive = classes.index(positive_label)
-    before = np.asarray(model.predict_proba(X))[:, positive]
+    from ml_platform.lib.modeling import positive_scores
+
+    before = np.asarray(positive_scores(model, X, positive_label), dtype=float)
     rng = np.random.default_rng(seed)
     noisy = X.copy()
     for name in perturbed_columns:
         spread = float(X[name].std(skipna=True) or 0.0)
         noisy[name] = X[name].astype(float) + rng.normal(0.0, noise * spread, len(X))
-    after = np.asarray(model.predict_proba(noisy))[:, positive]
+    after = np.asarray(positive_scores(model, noisy, positive_label), dtype=float)
     if not (np.isfinite(before).all() and np.isfinite(after).all()):
         return Outcome("fail", "the model returned non-finite scores", [f"{int((~np.isfinite(after)).sum())} "
                        "non-finite scores on perturbed rows"])
     moved = np.abs(after - before)
+    if positive_label is None:
+        # A regressor's predictions are in the target's units: a change counts as a share of their spread.
+        spread = float(before.std()) or 1.0
+        moved = moved / spread
     share = float((moved > tolerance).mean())
     worst = int(np.argmax(moved))
     numbers = {"rows": len(X), "columns": perturbed_columns, "noise": noise, "tolerance": tolerance,

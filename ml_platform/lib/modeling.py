@@ -71,7 +71,7 @@ def build_pipeline(config: ProjectConfig, X: pd.DataFrame) -> Any:
     `estimator.class` gets the platform's preprocessing (impute + scale numbers, one-hot categories);
     `estimator.pipeline` is a team's own factory and must return a complete Pipeline itself.
     """
-    from sklearn.base import clone, is_classifier
+    from sklearn.base import clone, is_classifier, is_regressor
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import Pipeline
@@ -114,8 +114,20 @@ def build_pipeline(config: ProjectConfig, X: pd.DataFrame) -> Any:
             sparse_threshold=0.0,  # HistGradientBoosting wants dense input
         )
         pipeline = Pipeline([("preprocess", preprocess), ("model", estimator)])
-    if not is_classifier(pipeline):
-        raise ModelSpecError("training.estimator: the model is not a classifier (it has no predict_proba)")
+    field = "training.estimator.pipeline" if spec.pipeline else "training.estimator.class"
+    given = spec.pipeline or spec.class_
+    if config.model.task == "regression":
+        if is_classifier(pipeline):
+            raise ModelSpecError(f"{config.source_file.name}: {field}: '{given}' is a classifier, but model.task is "
+                                 "regression: use a regressor (e.g. sklearn.linear_model.Ridge or "
+                                 "sklearn.ensemble.HistGradientBoostingRegressor)")
+        if not is_regressor(pipeline):
+            raise ModelSpecError(f"{config.source_file.name}: {field}: '{given}' is not a regressor (model.task is "
+                                 "regression)")
+    elif not is_classifier(pipeline):
+        hint = (" but a regressor: set model.task: regression for a numeric target, or use a classifier"
+                if is_regressor(pipeline) else " (it has no predict_proba)")
+        raise ModelSpecError(f"{config.source_file.name}: {field}: '{given}' is not a classifier{hint}")
     return pipeline
 
 
@@ -150,7 +162,11 @@ def split_training_data(frame: pd.DataFrame, config: ProjectConfig) -> TrainingS
 
 
 def positive_scores(model: Any, X: pd.DataFrame, positive_label: Any) -> np.ndarray:
-    """Probability of the positive label, for any fitted classifier with classes_."""
+    """Probability of the positive label, for any fitted classifier with classes_. A regression config has no
+    positive label (None, enforced by the config): the score is then the regressor's predicted value."""
+    if positive_label is None:
+        return np.asarray(model.predict(X), dtype=float)
     proba = model.predict_proba(X)
     classes = list(model.classes_)
     return proba[:, classes.index(positive_label)]
+

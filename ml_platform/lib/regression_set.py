@@ -86,21 +86,24 @@ def record_regression_set(model: Any, holdout: pd.DataFrame, columns: list[str],
                           artifact_sha256: str, positive_label: Any, id_column: str | None,
                           rows: int) -> RegressionSet:
     """The first `rows` holdout rows (the holdout is in id order, so the same rows every time) with the
-    model's scores and labels for them."""
-    from ml_platform.lib.modeling import model_inputs
+    model's scores and labels for them (a regressor: its predictions, as both)."""
+    from ml_platform.lib.modeling import model_inputs, positive_scores
 
     picked = holdout.head(rows)
     inputs = model_inputs(picked, columns)
-    proba = np.asarray(model.predict_proba(inputs))
-    classes = list(model.classes_)
+    scores = [float(s) for s in positive_scores(model, inputs, positive_label)]
+    if positive_label is None:  # a regressor: its "label" is the predicted value itself
+        labels = list(scores)
+    else:
+        proba = np.asarray(model.predict_proba(inputs))
+        labels = [_json_value(model.classes_[i]) for i in np.argmax(proba, axis=1)]
     records = [{k: _json_value(v) for k, v in r.items()} for r in inputs.to_dict(orient="records")]
     if id_column and id_column in picked.columns:
         for record, entity in zip(records, picked[id_column], strict=True):
             record[id_column] = str(entity)
     return RegressionSet(
         model=model_name, version=str(version), artifact_sha256=artifact_sha256, id_column=id_column,
-        rows=records, scores=[float(s) for s in proba[:, classes.index(positive_label)]],
-        labels=[_json_value(classes[i]) for i in np.argmax(proba, axis=1)],
+        rows=records, scores=scores, labels=labels,
     )
 
 
@@ -109,8 +112,9 @@ def score_rows(model: Any, regression_set: RegressionSet, positive_label: Any) -
     columns = list(model.feature_names_in_)
     frame = pd.DataFrame([{c: (np.nan if r.get(c) is None else r.get(c)) for c in columns}
                           for r in regression_set.rows], columns=columns)
-    proba = np.asarray(model.predict_proba(frame))
-    return [float(s) for s in proba[:, list(model.classes_).index(positive_label)]]
+    from ml_platform.lib.modeling import positive_scores
+
+    return [float(s) for s in positive_scores(model, frame, positive_label)]
 
 
 def compare_scores(regression_set: RegressionSet, answered: list[float], tolerance: float,

@@ -130,11 +130,12 @@ def build_expectations(data: DataSection) -> dict[str, list]:
 
     add("row_count", E.ExpectTableRowCountToBeBetween, min_value=data.min_rows)
 
-    labels = list(data.labels)
     add("target_labels", E.ExpectColumnToExist, column=data.target)
     add("target_labels", E.ExpectColumnValuesToNotBeNull, column=data.target)
-    add("target_labels", E.ExpectColumnValuesToBeInSet, column=data.target, value_set=labels)
-    add("target_labels", E.ExpectColumnDistinctValuesToContainSet, column=data.target, value_set=labels)
+    if data.labels is not None:  # a regression target has no labels: its type and range are the contract's
+        labels = list(data.labels)
+        add("target_labels", E.ExpectColumnValuesToBeInSet, column=data.target, value_set=labels)
+        add("target_labels", E.ExpectColumnDistinctValuesToContainSet, column=data.target, value_set=labels)
 
     if data.id_column:
         add("unique_ids", E.ExpectColumnValuesToBeUnique, column=data.id_column)
@@ -340,6 +341,8 @@ def _describe(check: str, df: pd.DataFrame, data: DataSection) -> str:
             else "No column lists allowed values in the contract; nothing to check"
         )
     if check == "target_labels":
+        if data.labels is None:
+            return f"Target '{data.target}' is present and never null (a numeric regression target)"
         return (
             f"Target '{data.target}' is present, never null, and its labels are exactly {list(data.labels)}"
         )

@@ -131,7 +131,9 @@ class ModelRegistry(dg.ConfigurableResource):
         from mlflow.models import infer_signature
 
         example = X_train.head(5)
-        signature = infer_signature(example, pipeline.predict_proba(example))
+        # A classifier's signature is its probabilities (what serving answers); a regressor's its predictions.
+        predict = pipeline.predict_proba if hasattr(pipeline, "predict_proba") else pipeline.predict
+        signature = infer_signature(example, predict(example))
         with mlflow.start_run(experiment_id=self.experiment_id(experiment), run_name=f"train-{model_name}") as run:
             mlflow.set_tags(tags)
             mlflow.log_params({k: str(v)[:500] for k, v in params.items()})

@@ -157,6 +157,8 @@ def create_app(service: PredictionService, *, token: str | None = None) -> Starl
         for i, item in enumerate(items):
             if not isinstance(item, dict) or "prediction_id" not in item or "label" not in item:
                 raise InputError(f"labels[{i}]: expected prediction_id and label")
+            if data.labels is None:
+                raise InputError("feedback labels are classification-only for now (model.task is regression)")
             if item["label"] not in data.labels:
                 raise InputError(f"labels[{i}]: label {item['label']!r} is not one of {data.labels}")
             labels[str(item["prediction_id"])] = int(item["label"] == data.positive_label)

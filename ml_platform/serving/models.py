@@ -32,7 +32,7 @@ class LoadedModel:
     version: str
     pipeline: Any
     schema: RequestSchema
-    positive_index: int
+    positive_index: int  # -1 for a regressor: no classes, the score is the predicted value
     tags: dict[str, str]
     fast: Any = None  # CompiledPreprocessing when it reproduced the pipeline exactly (fastpath.py)
 
@@ -48,7 +48,15 @@ class LoadedModel:
         return pd.DataFrame(data, columns=self.schema.names)
 
     def predict(self, rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
-        """(positive-class scores, predicted labels). Labels are the argmax class, as `predict` returns."""
+        """(positive-class scores, predicted labels). Labels are the argmax class, as `predict` returns. A
+        regressor answers its predicted value as both (MLflow's /invocations answers `predict`'s values)."""
+        if self.positive_index < 0:
+            if self.fast is not None:
+                predicted = self.pipeline.steps[-1][1].predict(self.fast.transform(rows))
+            else:
+                predicted = self.pipeline.predict(self.frame(rows))
+            predicted = np.asarray(predicted, dtype=float)
+            return predicted, predicted
         if self.fast is not None:
             proba = self.pipeline.steps[-1][1].predict_proba(self.fast.transform(rows))
         else:
@@ -78,11 +86,17 @@ def load_version(registry: Any, config: Any, version: str) -> LoadedModel:
         inputs = [(spec.name, spec.type.name if hasattr(spec.type, "name") else str(spec.type))
                   for spec in info.signature.inputs.inputs]
         pipeline = mlflow.sklearn.load_model(str(local))
-    classes = list(pipeline.classes_)
-    if config.data.positive_label not in classes:
-        raise ValueError(f"{uri}: positive label {config.data.positive_label!r} is not among classes {classes}")
+    if config.model.task == "regression":
+        if hasattr(pipeline, "predict_proba"):
+            raise ValueError(f"{uri} is a classifier, but model.task is regression")
+        positive_index = -1
+    else:
+        classes = list(pipeline.classes_)
+        if config.data.positive_label not in classes:
+            raise ValueError(f"{uri}: positive label {config.data.positive_label!r} is not among classes {classes}")
+        positive_index = classes.index(config.data.positive_label)
     model = LoadedModel(config.model.name, str(version), pipeline, RequestSchema.build(inputs, config),
-                        classes.index(config.data.positive_label), dict(tags))
+                        positive_index, dict(tags))
     return replace(model, fast=_verified_fast_path(model))
 
 

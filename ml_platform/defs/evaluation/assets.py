@@ -7,7 +7,14 @@ import dagster as dg
 
 from ml_platform.lib import regression_set
 from ml_platform.lib.artifacts import DIGEST_TAG
-from ml_platform.lib.evaluation import baseline_metrics, evaluate_classifier, png_markdown, render_report_html
+from ml_platform.lib.evaluation import (
+    baseline_metrics,
+    evaluate_classifier,
+    evaluate_regressor,
+    png_markdown,
+    regression_baseline_metrics,
+    render_report_html,
+)
 from ml_platform.lib.modeling import model_inputs, split_training_data
 from ml_platform.lib.snapshots import read_snapshot
 from ml_platform.resources import ModelRegistry, ProjectResource
@@ -17,6 +24,14 @@ def evaluate_on_holdout(model, split, cfg, latency_rows: int = 100):
     """Evaluate any registered model on this split's holdout, using the inputs the model was trained on."""
     columns = list(getattr(model, "feature_names_in_", split.feature_columns))
     sensitive = cfg.data.sensitive_column
+    if cfg.model.task == "regression":
+        return evaluate_regressor(
+            model,
+            model_inputs(split.holdout, columns),
+            split.y_holdout.reset_index(drop=True),
+            sensitive=split.holdout[sensitive] if sensitive else None,
+            latency_rows=latency_rows,
+        )
     return evaluate_classifier(
         model,
         model_inputs(split.holdout, columns),
@@ -27,11 +42,20 @@ def evaluate_on_holdout(model, split, cfg, latency_rows: int = 100):
     )
 
 
+def trivial_baseline(split, cfg) -> dict:
+    """The holdout metrics of the trivial model the first version must beat: the training prior (a classifier)
+    or the training mean (a regressor)."""
+    if cfg.model.task == "regression":
+        return regression_baseline_metrics(split.y_train, split.y_holdout)
+    return baseline_metrics(split.y_train, split.y_holdout, cfg.data.positive_label)
+
+
 @dg.asset(
     group_name="evaluation",
     kinds={"mlflow"},
-    description="Holdout metrics of the newly registered version (ROC AUC, F1, log loss, Brier, calibration "
-    "error, per-row latency p99, fairness gap), ROC and calibration plots, and a JSON + HTML report. A reused "
+    description="Holdout metrics of the newly registered version (a classifier: ROC AUC, F1, log loss, Brier, "
+    "calibration error; a regressor: RMSE, MAE, R²; both: per-row latency p99, fairness gap), plots (ROC and "
+    "calibration; predicted vs actual and residuals), and a JSON + HTML report. A reused "
     "version (a training cache hit) keeps the evaluation it already has.",
 )
 def model_evaluation(context: dg.AssetExecutionContext, project: ProjectResource, registry: ModelRegistry,
@@ -50,7 +74,8 @@ def model_evaluation(context: dg.AssetExecutionContext, project: ProjectResource
     # exactly these files is recorded: serving and `ml-platform check` refuse any other bytes for this version.
     model, digest = registry.load_model_with_digest(cfg.model.name, trained_model["version"])
     evaluation = evaluate_on_holdout(model, split, cfg)
-    baseline = baseline_metrics(split.y_train, split.y_holdout, cfg.data.positive_label)
+    baseline = trivial_baseline(split, cfg)
+    baseline_name = "training mean" if cfg.model.task == "regression" else "prior only"
 
     out = project.paths().reports / "evaluation" / f"{cfg.model.name}-v{trained_model['version']}"
     out.mkdir(parents=True, exist_ok=True)
@@ -59,14 +84,15 @@ def model_evaluation(context: dg.AssetExecutionContext, project: ProjectResource
     (out / "evaluation.json").write_text(json.dumps(report, indent=2, default=float))
     (out / "evaluation.html").write_text(render_report_html(
         f"{cfg.model.name} v{trained_model['version']} — holdout evaluation", evaluation,
-        extra={"baseline (prior only)": baseline, "training data": data["sha256"][:12]},
+        extra={f"baseline ({baseline_name})": baseline, "training data": data["sha256"][:12]},
     ))
-    (out / "roc.png").write_bytes(evaluation.roc_png)
-    (out / "calibration.png").write_bytes(evaluation.calibration_png)
+    figures = evaluation.figures()
+    for name, _, png in figures:
+        (out / name).write_bytes(png)
     registry.log_to_run(
         trained_model["run_id"],
         metrics={f"holdout_{k}": v for k, v in evaluation.metrics.items()},
-        files=[out / name for name in ("evaluation.json", "evaluation.html", "roc.png", "calibration.png")],
+        files=[out / name for name in ("evaluation.json", "evaluation.html", *(f[0] for f in figures))],
         artifact_dir="evaluation",
     )
     # The rows `ml-platform check` replays against a running endpoint, with the scores this version gave.
@@ -84,15 +110,13 @@ def model_evaluation(context: dg.AssetExecutionContext, project: ProjectResource
     context.add_output_metadata({
         "cache_hit": False,
         **{k: dg.MetadataValue.float(float(v)) for k, v in evaluation.metrics.items()},
-        "baseline_roc_auc": float(baseline["roc_auc"]),
+        **{f"baseline_{k}": float(v) for k, v in baseline.items() if k in ("roc_auc", "rmse", "mae", "r2")},
         "model_version": trained_model["version"],
         "artifact_sha256": digest,
         "report_html": dg.MetadataValue.path(str(out / "evaluation.html")),
         "report_mlflow_uri": report_uri,
         "mlflow_run": dg.MetadataValue.url(registry.run_ui_url(trained_model["run_id"])),
-        "plots": dg.MetadataValue.md(
-            png_markdown(evaluation.roc_png, "ROC curve") + "\n\n" + png_markdown(evaluation.calibration_png, "Calibration")
-        ),
+        "plots": dg.MetadataValue.md("\n\n".join(png_markdown(png, title) for _, title, png in figures)),
     })
     return {"version": trained_model["version"], "run_id": trained_model["run_id"], "metrics": evaluation.metrics,
             "by_group": evaluation.by_group, "baseline": baseline, "report_path": str(out / "evaluation.html"),

@@ -1,0 +1,116 @@
+"""The second shipped example, a regression: scikit-learn's diabetes dataset through the whole lifecycle with
+real Dagster, dbt on DuckDB, GX, scikit-learn, MLflow and Evidently (docs/examples/diabetes)."""
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ml_platform.check import run_checks
+from ml_platform.config import load_config
+from ml_platform.resources import ModelRegistry, Warehouse
+from ml_platform.runner import run_lifecycle
+from ml_platform.settings import PROJECT_ROOT
+from ml_platform_tests.serving_support import running_service
+
+pytestmark = pytest.mark.slow
+
+EXAMPLE = PROJECT_ROOT / "docs" / "examples" / "diabetes"
+
+
+def _exporter():
+    spec = importlib.util.spec_from_file_location("diabetes_export_data", EXAMPLE / "export_data.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def diabetes_config(tmp_path: Path) -> Path:
+    """The example's config and model module, copied beside a data file of this test's own."""
+    folder = tmp_path / "diabetes"
+    folder.mkdir()
+    shutil.copy(EXAMPLE / "diabetes_model.py", folder / "diabetes_model.py")
+    config = yaml.safe_load((EXAMPLE / "ml_platform.yaml").read_text())
+    config["checks"]["reproduce"] = False
+    (folder / "ml_platform.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return folder / "ml_platform.yaml"
+
+
+def test_diabetes_regression_from_raw_batches_to_a_gated_champion(platform_env, diabetes_config):
+    export = _exporter().export_diabetes
+    data = diabetes_config.parent / "data" / "diabetes.csv"
+
+    export(data, batch=1)
+    first = run_lifecycle(config_file=diabetes_config, batch="batch-1")
+    assert first.success, first.errors
+    assert all(c["passed"] for c in first.checks.values()), first.checks
+    assert any(k.startswith("features/diabetes_features:") for k in first.checks), "dbt tests should be asset checks"
+    assert not any("churn" in k for k in [*first.assets, *first.checks]), "only the configured dbt model is built"
+
+    evaluation = first.outputs["model_evaluation"]
+    metrics, baseline = evaluation["metrics"], evaluation["baseline"]
+    assert {"rmse", "mae", "r2", "latency_p99_ms", "fairness_gap"} <= set(metrics)
+    assert "ece" not in metrics and "roc_auc" not in metrics
+    assert metrics["rmse"] < baseline["rmse"] - 5 and metrics["r2"] > 0.3, (metrics, baseline)
+
+    gate = first.outputs["champion_model"]
+    assert (gate["decision"], gate["champion_version"], gate["metric"]) == ("promoted", "1", "neg_rmse")
+    assert gate["challenger_value"] == pytest.approx(-metrics["rmse"])
+    assert any("trivial baseline" in r and "beaten" in r for r in gate["reasons"]), gate["reasons"]
+    assert "pass calibration: not applicable to a regression model" in gate["reasons"]
+    assert any(r.startswith("pass fairness gap") for r in gate["reasons"]), gate["reasons"]
+
+    registry = ModelRegistry()
+    champion = registry.champion("diabetes")
+    run = registry.run(champion.run_id)
+    for metric in ("holdout_rmse", "holdout_mae", "holdout_r2", "holdout_latency_p99_ms", "holdout_fairness_gap"):
+        assert metric in run.data.metrics
+    artifacts = {a.path for a in registry.client().list_artifacts(champion.run_id, "evaluation")}
+    assert {"evaluation/evaluation.html", "evaluation/evaluation.json", "evaluation/predicted_vs_actual.png",
+            "evaluation/residuals.png"} <= artifacts
+    report = json.loads(Path(evaluation["report_json_path"]).read_text())
+    assert set(report["by_group"]) == {"1", "2"} and "rmse" in report["by_group"]["1"]
+    assert "Predicted vs actual" in Path(evaluation["report_path"]).read_text()
+
+    # Batch scoring writes the predicted value in `score`.
+    predictions = Warehouse().query("select * from serving.batch_predictions")
+    assert len(predictions) == 221 and set(predictions["model_version"]) == {"1"}
+    assert predictions["score"].between(25, 346).mean() > 0.95 and predictions["score"].nunique() > 100
+    assert first.outputs["drift_report"]["columns"]
+    assert "psi" in first.outputs["prediction_drift"]
+    assert "classification-only" in first.outputs["live_performance"]["skipped"]
+
+    # The online service answers a regressor's predictions: the score on /predict, `predict`'s values on
+    # /invocations (as `mlflow models serve` would).
+    with running_service(diabetes_config, platform_env) as service:
+        answered = service.client.post("/predict", json={"entity_ids": ["P0003", "P0010"]}).json()["predictions"]
+        assert [a["model_version"] for a in answered] == ["1", "1"]
+        assert all(25 < a["score"] < 346 and a["label"] == a["score"] for a in answered)
+        row = Warehouse().query("select * from features.diabetes_features where patient_id = 'P0003'")
+        record = row.drop(columns=["patient_id", "snapshot_hash", "batch_id", "progression"]).iloc[0].to_dict()
+        mlflow_style = service.client.post("/invocations", json={"dataframe_records": [record]}).json()
+        assert mlflow_style["predictions"] == [pytest.approx(answered[0]["score"])]
+
+        # `ml-platform check`: the gate re-run, robustness on the predictions, this endpoint replaying the
+        # regression set; slices and known-hard cases are classification-only (none configured here).
+        report = run_checks(load_config(diabetes_config), layers=("model", "infrastructure"), endpoint=service.url)
+    status = {r.name: r.status for r in report.results}
+    passing = ("training_converges", "promotion_gate", "robustness", "artifact_digest", "serving", "regression_set")
+    assert {k: status[k] for k in passing} == dict.fromkeys(passing, "pass"), report.results
+
+    # Day two: the second half of the patients. A second training goes through the gate against the champion.
+    export(data, batch=2)
+    second = run_lifecycle(config_file=diabetes_config, batch="batch-2")
+    assert second.success, second.errors
+    gate = second.outputs["champion_model"]
+    assert gate["challenger_version"] == "2" and gate["decision"] in {"promoted", "rejected"}
+    assert any("vs champion" in r for r in gate["reasons"]), gate["reasons"]
+    assert registry.version("diabetes", "2").tags["gate_decision"] == gate["decision"]
+    assert registry.champion_version("diabetes") == gate["champion_version"]
+    drift = second.outputs["drift_report"]
+    assert Path(drift["report_path"]).exists() and set(drift["columns"]) >= {"bmi", "bp", "s5"}
+    assert len(Warehouse().query("select * from serving.batch_predictions")) == 442
