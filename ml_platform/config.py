@@ -529,10 +529,6 @@ def resolve_estimator(config: ProjectConfig) -> Any:
     where = f"{config.source_file.name}: {field}: '{target}'"
     if not module_name or not attr:
         raise ConfigError(f"{where} is not an import path like 'package.module.Name' or 'package.module:function'")
-    # A team's own module may sit next to its config file (the notebook's folder): that folder is importable.
-    folder = str(config.source_file.resolve().parent)
-    if folder not in sys.path:
-        sys.path.append(folder)
     try:
         module = _import_module(module_name, config.source_file.parent)
     except ImportError as exc:
