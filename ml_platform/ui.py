@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -27,7 +28,11 @@ def commands(*, host: str, dagster_port: int, mlflow_port: int) -> dict[str, lis
 
 
 def run(*, host: str = "127.0.0.1", dagster_port: int = 3000, mlflow_port: int = 5000) -> int:
-    """Start both, print where they are, and stop both on Ctrl-C (or when either exits)."""
+    """Start both, print where they are, and stop both on Ctrl-C or SIGTERM (or when either exits)."""
+    if threading.current_thread() is threading.main_thread():
+        # What a process manager (systemd, docker stop, a test) sends: stop both UIs as Ctrl-C does, instead of
+        # dying at once and leaving them running in their own sessions.
+        signal.signal(signal.SIGTERM, _interrupt)
     procs = {name: subprocess.Popen(argv, cwd=settings.PROJECT_ROOT, env=_environment(host, dagster_port, mlflow_port),
                                     start_new_session=True)
              for name, argv in commands(host=host, dagster_port=dagster_port, mlflow_port=mlflow_port).items()}
@@ -51,6 +56,10 @@ def run(*, host: str = "127.0.0.1", dagster_port: int = 3000, mlflow_port: int =
                 os.killpg(proc.pid, signal.SIGKILL)
     failed = [name for name, p in procs.items() if p.returncode not in (0, -signal.SIGTERM, None)]
     return 1 if failed else 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _environment(host: str, dagster_port: int, mlflow_port: int) -> dict[str, str]:
