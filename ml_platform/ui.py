@@ -21,9 +21,10 @@ def commands(*, host: str, dagster_port: int, mlflow_port: int) -> dict[str, lis
     procs = {"dagster": [str(bin_dir / "dagster"), "dev", "-w", str(settings.PROJECT_ROOT / "workspace.yaml"),
                          "-h", host, "-p", str(dagster_port)]}
     if not paths.tracking_uri.startswith(("http://", "https://")):
+        # The backend store (with the PostgreSQL password, if any) goes by the environment, MLFLOW_BACKEND_STORE_URI
+        # (see _environment): a command line is readable by every user of the machine (`ps`).
         procs["mlflow"] = [str(bin_dir / "mlflow"), "server", "--host", host, "--port", str(mlflow_port),
-                           "--workers", "1", "--backend-store-uri", paths.tracking_uri,
-                           "--default-artifact-root", paths.artifact_root]
+                           "--workers", "1", "--default-artifact-root", paths.artifact_root]
     return procs
 
 
@@ -64,5 +65,9 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def _environment(host: str, dagster_port: int, mlflow_port: int) -> dict[str, str]:
     # Links in Dagster metadata and alerts point at these UIs.
-    return {**os.environ, "ML_PLATFORM_MLFLOW_UI_URL": os.environ.get("ML_PLATFORM_MLFLOW_UI_URL", f"http://{host}:{mlflow_port}"),
-            "ML_PLATFORM_DAGSTER_UI_URL": os.environ.get("ML_PLATFORM_DAGSTER_UI_URL", f"http://{host}:{dagster_port}")}
+    env = {**os.environ, "ML_PLATFORM_MLFLOW_UI_URL": os.environ.get("ML_PLATFORM_MLFLOW_UI_URL", f"http://{host}:{mlflow_port}"),
+           "ML_PLATFORM_DAGSTER_UI_URL": os.environ.get("ML_PLATFORM_DAGSTER_UI_URL", f"http://{host}:{dagster_port}")}
+    tracking = settings.platform_paths().tracking_uri
+    if not tracking.startswith(("http://", "https://")):
+        env["MLFLOW_BACKEND_STORE_URI"] = tracking  # the tracking server's store (commands() says why not argv)
+    return env
