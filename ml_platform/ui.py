@@ -3,6 +3,7 @@ profile's stores - SQLite and local files by default, PostgreSQL with ML_PLATFOR
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -28,7 +29,7 @@ def commands(*, host: str, dagster_port: int, mlflow_port: int) -> dict[str, lis
     return procs
 
 
-def run(*, host: str = "127.0.0.1", dagster_port: int = 3000, mlflow_port: int = 5000) -> int:
+def run(*, host: str = "127.0.0.1", dagster_port: int = 3000, mlflow_port: int = 5000, as_json: bool = False) -> int:
     """Start both, print where they are, and stop both on Ctrl-C or SIGTERM (or when either exits)."""
     if threading.current_thread() is threading.main_thread():
         # What a process manager (systemd, docker stop, a test) sends: stop both UIs as Ctrl-C does, instead of
@@ -39,8 +40,12 @@ def run(*, host: str = "127.0.0.1", dagster_port: int = 3000, mlflow_port: int =
              for name, argv in commands(host=host, dagster_port=dagster_port, mlflow_port=mlflow_port).items()}
     tracking = settings.platform_paths().tracking_uri
     mlflow_url = f"http://{host}:{mlflow_port}" if "mlflow" in procs else tracking
-    print(f"Dagster UI: http://{host}:{dagster_port}   MLflow UI: {mlflow_url}   "
-          f"(profile {settings.profile()}; Ctrl-C stops both)", flush=True)
+    if as_json:
+        print(json.dumps({"dagster_url": f"http://{host}:{dagster_port}", "mlflow_url": mlflow_url,
+                          "profile": settings.profile()}), flush=True)
+    else:
+        print(f"Dagster UI: http://{host}:{dagster_port}   MLflow UI: {mlflow_url}   "
+              f"(profile {settings.profile()}; Ctrl-C stops both)", flush=True)
     try:
         while all(p.poll() is None for p in procs.values()):
             time.sleep(0.5)
