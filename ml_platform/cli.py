@@ -156,21 +156,30 @@ def _progress(args: argparse.Namespace, stream: Any = None) -> Iterator[Callable
 
     # The stream itself: a quiet run points sys.stderr at its log file meanwhile.
     console = Console(file=stream, no_color=bool(os.environ.get("NO_COLOR")))
-    with Progress(TextColumn("{task.description}"), BarColumn(bar_width=30), MofNCompleteColumn(), TextColumn("steps"),
-                  TimeElapsedColumn(), TextColumn("{task.fields[step]}"), console=console, transient=True) as bar:
-        tasks: dict[str, Any] = {}
+    # Shown only while a run goes (the lines a command prints between runs stay as they are, unwrapped).
+    bar = Progress(TextColumn("{task.description}"), BarColumn(bar_width=30), MofNCompleteColumn(), TextColumn("steps"),
+                   TimeElapsedColumn(), TextColumn("{task.fields[step]}"), console=console, transient=True,
+                   redirect_stdout=False, redirect_stderr=False)
+    tasks: dict[str, Any] = {}
 
-        def report(progress: Any) -> None:
-            if progress.run_id not in tasks:
-                for earlier in tasks.values():  # one bar: the run now going
-                    bar.remove_task(earlier)
-                tasks.clear()
-                tasks[progress.run_id] = bar.add_task(f"{progress.job_name} run {progress.run_id[:8]}",
-                                                      total=progress.total, step="")
-            step = f"failed: {progress.failed}" if progress.failed else (progress.current or "")[:32]
-            bar.update(tasks[progress.run_id], completed=progress.done, total=progress.total, step=step)
+    def report(progress: Any) -> None:
+        if progress.run_id not in tasks:
+            for earlier in tasks.values():
+                bar.remove_task(earlier)
+            tasks.clear()
+            tasks[progress.run_id] = bar.add_task(f"{progress.job_name} run {progress.run_id[:8]}",
+                                                  total=progress.total, step="")
+            bar.start()
+        step = f"failed: {progress.failed}" if progress.failed else (progress.current or "")[:32]
+        bar.update(tasks[progress.run_id], completed=progress.done, total=progress.total, step=step)
+        bar.refresh()  # each report shown as it comes (twice a second), not at the display's next tick
+        if progress.finished:
+            bar.stop()
 
+    try:
         yield report
+    finally:
+        bar.stop()
 
 
 def _emit(args: argparse.Namespace, payload: Any, human) -> None:

@@ -37,6 +37,7 @@ class RunProgress:
     total: int                # steps the run executes
     current: str | None = None  # the step started last and not finished yet
     failed: int = 0
+    finished: bool = False    # the last report: the run returned
 
 @dataclass
 class LifecycleResult:
@@ -211,7 +212,7 @@ def _poll_progress(instance: Any, token: str, report: Callable[[RunProgress], No
                             failed.add(entry.step_key)
                 current = next((k for k in reversed(running) if k not in finished), None)
                 report(RunProgress(run.run_id, run.job_name, len(finished), max(total, len(finished)), current,
-                                   len(failed)))
+                                   len(failed), finished=last))
         except Exception:  # see the docstring
             log.debug("progress: reading the run's events failed; retrying", exc_info=True)
         if last:

@@ -34,8 +34,11 @@ def test_the_progress_bar_shows_the_run_its_steps_and_the_step_running_and_only_
     terminal = _Terminal()
     with _progress(_parser().parse_args(["run"]), stream=terminal) as report:
         report(RunProgress(run_id, "lifecycle", done=3, total=20, current="trained_model"))
-    shown = terminal.getvalue()
-    assert "lifecycle run 0123abcd" in shown and "3/20" in shown and "trained_model" in shown
+        report(RunProgress(run_id, "lifecycle", done=20, total=20, finished=True))  # the bar goes away
+        shown = terminal.getvalue()
+        print("after the run", file=terminal)  # what the command prints next is left as it is
+    assert "lifecycle run 0123abcd" in shown and "3/20" in shown and "trained_model" in shown and "20/20" in shown
+    assert terminal.getvalue() == shown + "after the run\n"
     for args, stream in ((["run", "--json"], _Terminal()), (["demo"], io.StringIO())):
         with _progress(_parser().parse_args(args), stream=stream) as report:
             assert report is None
@@ -62,5 +65,5 @@ def test_a_real_run_reports_each_step_until_all_are_done():
     assert reports, "the run was reported at least once (the last report comes after it ends)"
     assert {r.run_id for r in reports} == {result.run_id}
     last = reports[-1]
-    assert (last.done, last.total, last.current, last.failed) == (2, 2, None, 0)
+    assert (last.done, last.total, last.current, last.failed, last.finished) == (2, 2, None, 0, True)
     assert all(r.done <= r.total for r in reports)
