@@ -11,7 +11,21 @@ MLFLOW_PORT ?= 5000
 
 .PHONY: setup demo ui test lint bench clean
 
-setup: $(VENV)/.installed $(DBT_VENV)/.installed
+setup: $(VENV)/.installed $(DBT_VENV)/.installed chromium
+
+# The browser test (ml_platform_tests/integration/test_browser.py) drives Debian's Chromium with Playwright; never
+# `playwright install` (its browser download is not used). Installed when we can (apt-get, as root), else a hint.
+.PHONY: chromium
+chromium:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		echo "installing Debian's chromium and chromium-driver (for the browser test)"; \
+		{ apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null; } \
+		|| echo "hint: apt-get could not install chromium: the browser test will be skipped"; \
+	else \
+		echo "hint: /usr/bin/chromium is missing, so the browser test will be skipped; install it with" \
+		     "'sudo apt-get install -y chromium chromium-driver' (Debian/Ubuntu)"; \
+	fi
 
 $(VENV)/.installed: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: ml_platform needs Python 3.11"; exit 1; }

@@ -13,14 +13,16 @@
     ml-platform reproduce --version N [--json]        retrain from the recorded lineage and compare
     ml-platform demo      [--batches N] [--json]      the demo scenario behind `make demo`
     ml-platform serve     [--host H] [--port P]       the online prediction service (models:/<name>@champion;
-                          [--version N] [--no-prediction-log]   or one pinned version, e.g. for a smoke test)
+                          [--version N] [--no-prediction-log] [--json]   or one pinned version, e.g. a smoke test)
     ml-platform labels    FILE [--json]               check a late label file and drop it into the landing folder
     ml-platform check     [--version N] [--only LAYER] [--readiness] [--json] [--report FILE]
                           [--endpoint URL] [--regression-set FILE]   the data, model and infrastructure tests
-    ml-platform worker    [--name N] [--concurrency C]  a Celery worker for runs' steps (ML_PLATFORM_EXECUTOR=celery)
-    ml-platform ui        [--dagster-port P] [--mlflow-port P]  the Dagster and MLflow UIs on the profile's stores
+    ml-platform worker    [--name N] [--concurrency C] [--json]  a Celery worker for runs' steps (ML_PLATFORM_EXECUTOR=celery)
+    ml-platform ui        [--dagster-port P] [--mlflow-port P] [--json]  the Dagster and MLflow UIs on the profile's stores
 
-All take --config FILE and --home DIR. Exit codes: 0 success; 1 the work ran but failed or was
+All take --config FILE, --home DIR and --json (machine-readable output; for serve, worker and ui: the start-up
+line as one JSON object). `run` and `demo` show a progress bar on a terminal (not with --json, nor when stderr
+is not a terminal, nor with ML_PLATFORM_NO_PROGRESS set). Exit codes: 0 success; 1 the work ran but failed or was
 refused (a step failed, a check blocked the line, a rollback or approval was refused, a reproduction
 did not match, a test of `check` failed); 2 bad input (config, arguments, unknown version or id).
 """
@@ -28,10 +30,12 @@ did not match, a test of `check` failed); 2 bad input (config, arguments, unknow
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import json
 import os
 import sys
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ml_platform.config import ConfigError
@@ -54,13 +58,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--home", help="state directory (default: ML_PLATFORM_HOME or ./.ml_platform)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def command(name: str, help: str, *, json_output: bool = True) -> argparse.ArgumentParser:
+    def command(name: str, help: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help)
         # Also after the command (`ml-platform check --config FILE`); SUPPRESS keeps the value given before it.
         p.add_argument("--config", default=argparse.SUPPRESS, help="project config file (as before the command)")
         p.add_argument("--home", default=argparse.SUPPRESS, help="state directory (as before the command)")
-        if json_output:
-            p.add_argument("--json", action="store_true", help="machine-readable output")
+        p.add_argument("--json", action="store_true", help="machine-readable output (a long-running server: its "
+                       "start-up line as one JSON object)")
         return p
 
     init = command("init", "write a starter config and dbt feature model for your own CSV or Parquet file")
@@ -100,7 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--version", required=True)
     demo = command("demo", "the demo scenario: daily batches, gated retraining, sign-off, drift, rollback")
     demo.add_argument("--batches", type=int, default=4, help="how many daily batches to run (default 4)")
-    serve = command("serve", "serve the champion over HTTP (/predict, /invocations, /metrics ...)", json_output=False)
+    serve = command("serve", "serve the champion over HTTP (/predict, /invocations, /metrics ...)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--version", help="answer with this version instead of following the champion alias "
@@ -117,13 +121,11 @@ def _parser() -> argparse.ArgumentParser:
                        "the version at evaluation)")
     check.add_argument("--readiness", action="store_true", help="also print the ML Test Score readiness table")
     check.add_argument("--report", metavar="FILE", help="also write the JSON report to FILE (a CI artifact)")
-    ui = command("ui", "the Dagster UI (webserver and daemon) and the MLflow UI, on the profile's stores",
-                 json_output=False)
+    ui = command("ui", "the Dagster UI (webserver and daemon) and the MLflow UI, on the profile's stores")
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--dagster-port", type=int, default=3000)
     ui.add_argument("--mlflow-port", type=int, default=5000)
-    worker = command("worker", "run a Celery worker that executes runs' steps (ML_PLATFORM_EXECUTOR=celery)",
-                     json_output=False)
+    worker = command("worker", "run a Celery worker that executes runs' steps (ML_PLATFORM_EXECUTOR=celery)")
     worker.add_argument("--name", default="worker", help="worker name (unique per host)")
     worker.add_argument("--concurrency", type=int, default=1, help="steps this worker runs at once")
     labels = command("labels", "check that a late label file parses, then copy it into the label landing folder")
@@ -155,6 +157,46 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as exc:  # refused transitions, failed reproductions: the message says what and why
         print(_color("refused: ", RED) + str(exc), file=sys.stderr)
         return 1
+
+
+@contextlib.contextmanager
+def _progress(args: argparse.Namespace, stream: Any = None) -> Iterator[Callable[[Any], None] | None]:
+    """A progress bar for the runs of a long command (`run`, `demo`), one run at a time: the run, its steps done
+    out of its total, the time and the step running now. Only for a person at a terminal: nothing with --json,
+    when `stream` (default stderr) is not a terminal, or with ML_PLATFORM_NO_PROGRESS set."""
+    stream = stream or sys.stderr
+    if getattr(args, "json", False) or not stream.isatty() or os.environ.get("ML_PLATFORM_NO_PROGRESS"):
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    # The stream itself: a quiet run points sys.stderr at its log file meanwhile.
+    console = Console(file=stream, no_color=bool(os.environ.get("NO_COLOR")))
+    # Shown only while a run goes (the lines a command prints between runs stay as they are, unwrapped).
+    bar = Progress(TextColumn("{task.description}"), BarColumn(bar_width=30), MofNCompleteColumn(), TextColumn("steps"),
+                   TimeElapsedColumn(), TextColumn("{task.fields[step]}"), console=console, transient=True,
+                   redirect_stdout=False, redirect_stderr=False)
+    tasks: dict[str, Any] = {}
+
+    def report(progress: Any) -> None:
+        if progress.run_id not in tasks:
+            for earlier in tasks.values():
+                bar.remove_task(earlier)
+            tasks.clear()
+            tasks[progress.run_id] = bar.add_task(f"{progress.job_name} run {progress.run_id[:8]}",
+                                                  total=progress.total, step="")
+            bar.start()
+        step = f"failed: {progress.failed}" if progress.failed else (progress.current or "")[:32]
+        bar.update(tasks[progress.run_id], completed=progress.done, total=progress.total, step=step)
+        bar.refresh()  # each report shown as it comes (twice a second), not at the display's next tick
+        if progress.finished:
+            bar.stop()
+
+    try:
+        yield report
+    finally:
+        bar.stop()
 
 
 def _emit(args: argparse.Namespace, payload: Any, human) -> None:
@@ -207,12 +249,18 @@ def _init(args) -> int:
     return 0
 
 
+def _announce(args: argparse.Namespace, payload: dict, text: str) -> None:
+    """A long-running server's start-up line: one compact JSON object with --json (a log line), else `text`."""
+    print(json.dumps(payload, default=str) if args.json else text, flush=True)
+
+
 # -- run ---------------------------------------------------------------------------------------
 def _run(args, config) -> int:
     from ml_platform.runner import DAILY_JOB, LIFECYCLE_JOB, run_lifecycle
 
-    result = run_lifecycle(batch=args.batch, quiet=True, job_name=DAILY_JOB if args.daily else LIFECYCLE_JOB,
-                           incremental=not args.all)
+    with _progress(args) as progress:
+        result = run_lifecycle(batch=args.batch, quiet=True, job_name=DAILY_JOB if args.daily else LIFECYCLE_JOB,
+                               incremental=not args.all, progress=progress)
     _emit(args, result.to_json(), lambda _: _print_run(result))
     return 0 if result.success else 1
 
@@ -451,7 +499,8 @@ def _reproduce(args, config) -> int:
 def _demo(args, config) -> int:
     from ml_platform.demo import run_demo
 
-    return run_demo(batches=args.batches, as_json=args.json)
+    with _progress(args) as progress:
+        return run_demo(batches=args.batches, as_json=args.json, progress=progress)
 
 
 # No estimator import up front (sklearn costs about a second): these never build a model, and `run` checks
@@ -461,7 +510,10 @@ def _serve(args, config) -> int:
     from ml_platform.serving.app import serve
 
     what = f"version {args.version} (pinned)" if args.version else f"canary mode {config.serving.canary.mode}"
-    print(f"serving model '{config.model.name}' on http://{args.host}:{args.port} ({what}); Ctrl-C stops", flush=True)
+    _announce(args, {"model": config.model.name, "url": f"http://{args.host}:{args.port}", "version": args.version,
+                     "canary_mode": None if args.version else config.serving.canary.mode,
+                     "prediction_log": not args.no_prediction_log},
+              f"serving model '{config.model.name}' on http://{args.host}:{args.port} ({what}); Ctrl-C stops")
     serve(config, host=args.host, port=args.port, version=args.version, log_predictions=not args.no_prediction_log)
     return 0
 
@@ -474,8 +526,10 @@ def _worker(args, config) -> int:
     settings.executor()  # a clear error if the profile cannot run steps elsewhere
     if not settings.database_url():
         raise ValueError("a worker needs the PostgreSQL profile: set ML_PLATFORM_DATABASE_URL, as for the runs it serves")
-    print(f"celery worker {args.name}: steps from {settings.redacted(settings.celery_broker())}, "
-          f"{args.concurrency} at a time; Ctrl-C stops", flush=True)
+    broker = settings.redacted(settings.celery_broker())
+    _announce(args, {"worker": args.name, "broker": broker, "queue": settings.celery_queue(),
+                     "concurrency": args.concurrency},
+              f"celery worker {args.name}: steps from {broker}, {args.concurrency} at a time; Ctrl-C stops")
     home = settings.platform_paths().home
     return subprocess.call(workers.worker_argv(name=args.name, concurrency=args.concurrency),
                            env=workers.worker_environment(home), cwd=settings.PROJECT_ROOT)
@@ -484,7 +538,7 @@ def _worker(args, config) -> int:
 def _ui(args, config) -> int:
     from ml_platform import ui
 
-    return ui.run(host=args.host, dagster_port=args.dagster_port, mlflow_port=args.mlflow_port)
+    return ui.run(host=args.host, dagster_port=args.dagster_port, mlflow_port=args.mlflow_port, as_json=args.json)
 
 
 COMMANDS = {"serve": _serve, "worker": _worker, "ui": _ui, "run": _run, "status": _status, "approve": _approve, "rollback": _rollback, "history": _history,

@@ -17,15 +17,23 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 
 from ml_platform import settings
 from ml_platform.config import load_config
 from ml_platform.resources import Alerts, Governance, ModelRegistry, Warehouse
-from ml_platform.runner import DAILY_JOB, LIFECYCLE_JOB, process_approvals, run_lifecycle, tick_sensor
+from ml_platform.runner import (
+    DAILY_JOB,
+    LIFECYCLE_JOB,
+    RunProgress,
+    process_approvals,
+    run_lifecycle,
+    tick_sensor,
+)
 from ml_platform.status import model_status, monitoring_status
 
 
-def run_demo(*, batches: int = 4, as_json: bool = False) -> int:
+def run_demo(*, batches: int = 4, as_json: bool = False, progress: Callable[[RunProgress], None] | None = None) -> int:
     config = load_config(settings.config_path())
     registry = ModelRegistry()
     warehouse = Warehouse()
@@ -54,7 +62,7 @@ def run_demo(*, batches: int = 4, as_json: bool = False) -> int:
     for i in range(batches):
         started = time.perf_counter()
         daily = batches > 1 and i == batches - 1  # the last day is a production day: no training
-        result = run_lifecycle(quiet=True, job_name=DAILY_JOB if daily else LIFECYCLE_JOB)
+        result = run_lifecycle(quiet=True, job_name=DAILY_JOB if daily else LIFECYCLE_JOB, progress=progress)
         gate = result.outputs.get("champion_model") or {}
         drift = result.outputs.get("drift_report") or {}
         batch = (result.outputs.get("raw_batch") or {}).get("batch_id", "?")
@@ -77,7 +85,7 @@ def run_demo(*, batches: int = 4, as_json: bool = False) -> int:
     retraining = None
     if runs and runs[-1]["success"] and runs[-1]["drift"].get("dataset_drift"):
         started = time.perf_counter()
-        for executed in tick_sensor("drift_sensor"):
+        for executed in tick_sensor("drift_sensor", progress=progress):
             gate = executed.output_for_node("champion_model") if executed.success else {}
             retraining = {"run_id": executed.run_id, "success": executed.success,
                           "run_key": executed.dagster_run.tags.get("dagster/run_key"),

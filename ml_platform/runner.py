@@ -7,8 +7,12 @@ them run exactly what `make ui` shows: runs land in the same Dagster storage und
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
+import threading
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +23,21 @@ from ml_platform.config import ProjectConfig, load_config, resolve_estimator
 
 LIFECYCLE_JOB = "lifecycle"
 DAILY_JOB = "daily"  # the lifecycle without training: what the daily schedule runs
+PROGRESS_TAG = "ml_platform/invocation"  # names the run a progress display follows
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    """Where a run is: what a progress bar shows."""
+    run_id: str
+    job_name: str
+    done: int                 # steps finished: succeeded, failed or skipped
+    total: int                # steps the run executes
+    current: str | None = None  # the step started last and not finished yet
+    failed: int = 0
+    finished: bool = False    # the last report: the run returned
 
 @dataclass
 class LifecycleResult:
@@ -73,12 +92,14 @@ def run_lifecycle(
     quiet: bool = False,
     job_name: str = LIFECYCLE_JOB,
     incremental: bool = True,
+    progress: Callable[[RunProgress], None] | None = None,
 ) -> LifecycleResult:
     """Bring the lifecycle (or another job's assets, e.g. DAILY_JOB) up to date for one batch, like a build
     system: the sources are observed, and only what is stale or missing is recomputed (`incremental=False`
     recomputes everything; `selection`, a list of asset keys, runs exactly those). Never raises for a failed
     step: the result says which assets failed and why, and which were unchanged. `quiet` sends the run's
-    console output (dbt's log, warnings) to a file under ML_PLATFORM_HOME/logs instead of the terminal."""
+    console output (dbt's log, warnings) to a file under ML_PLATFORM_HOME/logs instead of the terminal.
+    `progress` is called from another thread with the run's RunProgress as its steps start and finish."""
 
     # The estimator (and so sklearn, ~1 s) is imported only if this run trains: an unchanged rerun never does.
     config = use_environment(config_file=config_file, home=home, check_imports=False)
@@ -109,17 +130,21 @@ def run_lifecycle(
             chosen = None
         if chosen is None or keys.key("trained_model") in chosen:
             resolve_estimator(config)  # a ConfigError naming the field, before anything runs
-        summary = _execute(definitions, job, instance, run_config, chosen)
+        token = uuid.uuid4().hex
+        with watch_progress(instance, token, progress):
+            summary = _execute(definitions, job, instance, run_config, chosen,
+                               extra_tags={PROGRESS_TAG: token} if progress else {})
     summary.log_file = str(log_file) if log_file else None
     return summary
 
 
-def _execute(definitions: Any, job: Any, instance: Any, run_config: dict, chosen: set | None) -> LifecycleResult:
+def _execute(definitions: Any, job: Any, instance: Any, run_config: dict, chosen: set | None,
+             extra_tags: dict[str, str] | None = None) -> LifecycleResult:
     """Run the job (or the `chosen` assets of it) with the project's executor: in this process, or with its
     steps in other processes or on Celery workers (execute_job, from the code location's module)."""
     import dagster as dg
 
-    tags = launcher_tags()
+    tags = {**launcher_tags(), **(extra_tags or {})}
     selection = sorted(chosen, key=lambda k: k.to_user_string()) if chosen is not None else None
     if settings.executor() == "in_process":
         result = job.execute_in_process(run_config=run_config, instance=instance, raise_on_error=False,
@@ -135,6 +160,62 @@ def _execute(definitions: Any, job: Any, instance: Any, run_config: dict, chosen
     with dg.execute_job(reconstructable, instance=instance, run_config=run_config, tags=tags,
                         asset_selection=selection, raise_on_error=False) as result:
         return _summarize(result, job, chosen, instance)
+
+
+@contextlib.contextmanager
+def watch_progress(instance: Any, token: str, report: Callable[[RunProgress], None] | None,
+                   interval: float = 0.5) -> Iterator[None]:
+    """While the block runs, report the progress of the run tagged PROGRESS_TAG=token, read from the instance's
+    event log by a thread (so it works whichever executor runs the steps); a last report once the block ends.
+    A progress display must never break a run: a failed read is logged and retried at the next poll."""
+    if report is None:
+        yield
+        return
+    stop = threading.Event()
+    thread = threading.Thread(target=_poll_progress, args=(instance, token, report, stop, interval),
+                              name="ml-platform-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _poll_progress(instance: Any, token: str, report: Callable[[RunProgress], None], stop: threading.Event,
+                   interval: float) -> None:
+    import dagster as dg
+
+    kinds = {dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE,
+             dg.DagsterEventType.STEP_SKIPPED}
+    run, total, cursor, running, finished, failed = None, 0, None, [], set(), set()
+    while True:
+        last = stop.wait(interval)  # once stopped, one more read: the final state is reported too
+        try:
+            if run is None:
+                found = instance.get_runs(filters=dg.RunsFilter(tags={PROGRESS_TAG: token}), limit=1)
+                if found:
+                    run = found[0]
+                    plan = instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
+                    total = len(plan.step_keys_to_execute)
+            if run is not None:
+                records = instance.get_records_for_run(run.run_id, cursor=cursor, of_type=kinds)
+                cursor = records.cursor
+                for record in records.records:
+                    entry = record.event_log_entry
+                    if entry.dagster_event_type == dg.DagsterEventType.STEP_START:
+                        running.append(entry.step_key)
+                    else:
+                        finished.add(entry.step_key)
+                        if entry.dagster_event_type == dg.DagsterEventType.STEP_FAILURE:
+                            failed.add(entry.step_key)
+                current = next((k for k in reversed(running) if k not in finished), None)
+                report(RunProgress(run.run_id, run.job_name, len(finished), max(total, len(finished)), current,
+                                   len(failed), finished=last))
+        except Exception:  # see the docstring
+            log.debug("progress: reading the run's events failed; retrying", exc_info=True)
+        if last:
+            return
 
 
 def launcher_tags() -> dict[str, str]:
@@ -355,10 +436,10 @@ def _plain(value: Any) -> Any:
     return getattr(value, "value", value)
 
 
-def tick_sensor(sensor_name: str) -> list[Any]:
+def tick_sensor(sensor_name: str, progress: Callable[[RunProgress], None] | None = None) -> list[Any]:
     """One tick of a sensor, and its requested runs executed here, as the Dagster daemon would under
     `make ui`: same sensor, same run keys, so a request is carried out once whoever runs it.
-    Returns the executed runs' results."""
+    Returns the executed runs' results. `progress` as for run_lifecycle."""
     import dagster as dg
 
     definitions = load_definitions()
@@ -373,11 +454,13 @@ def tick_sensor(sensor_name: str) -> list[Any]:
                 continue
             job = definitions.resolve_job_def(request.job_name or sensor.job_name)
             quiet_logs = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-            results.append(job.execute_in_process(
-                run_config={**(request.run_config or {}), **quiet_logs}, instance=instance, raise_on_error=False,
-                tags={**request.tags, "dagster/run_key": request.run_key, "dagster/sensor_name": sensor_name,
-                      **launcher_tags()},
-            ))
+            token = uuid.uuid4().hex
+            with watch_progress(instance, token, progress):
+                results.append(job.execute_in_process(
+                    run_config={**(request.run_config or {}), **quiet_logs}, instance=instance, raise_on_error=False,
+                    tags={**request.tags, "dagster/run_key": request.run_key, "dagster/sensor_name": sensor_name,
+                          **launcher_tags(), **({PROGRESS_TAG: token} if progress else {})},
+                ))
     return results
 
 

@@ -3,10 +3,12 @@ profile's stores - SQLite and local files by default, PostgreSQL with ML_PLATFOR
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -20,21 +22,30 @@ def commands(*, host: str, dagster_port: int, mlflow_port: int) -> dict[str, lis
     procs = {"dagster": [str(bin_dir / "dagster"), "dev", "-w", str(settings.PROJECT_ROOT / "workspace.yaml"),
                          "-h", host, "-p", str(dagster_port)]}
     if not paths.tracking_uri.startswith(("http://", "https://")):
+        # The backend store (with the PostgreSQL password, if any) goes by the environment, MLFLOW_BACKEND_STORE_URI
+        # (see _environment): a command line is readable by every user of the machine (`ps`).
         procs["mlflow"] = [str(bin_dir / "mlflow"), "server", "--host", host, "--port", str(mlflow_port),
-                           "--workers", "1", "--backend-store-uri", paths.tracking_uri,
-                           "--default-artifact-root", paths.artifact_root]
+                           "--workers", "1", "--default-artifact-root", paths.artifact_root]
     return procs
 
 
-def run(*, host: str = "127.0.0.1", dagster_port: int = 3000, mlflow_port: int = 5000) -> int:
-    """Start both, print where they are, and stop both on Ctrl-C (or when either exits)."""
+def run(*, host: str = "127.0.0.1", dagster_port: int = 3000, mlflow_port: int = 5000, as_json: bool = False) -> int:
+    """Start both, print where they are, and stop both on Ctrl-C or SIGTERM (or when either exits)."""
+    if threading.current_thread() is threading.main_thread():
+        # What a process manager (systemd, docker stop, a test) sends: stop both UIs as Ctrl-C does, instead of
+        # dying at once and leaving them running in their own sessions.
+        signal.signal(signal.SIGTERM, _interrupt)
     procs = {name: subprocess.Popen(argv, cwd=settings.PROJECT_ROOT, env=_environment(host, dagster_port, mlflow_port),
                                     start_new_session=True)
              for name, argv in commands(host=host, dagster_port=dagster_port, mlflow_port=mlflow_port).items()}
     tracking = settings.platform_paths().tracking_uri
     mlflow_url = f"http://{host}:{mlflow_port}" if "mlflow" in procs else tracking
-    print(f"Dagster UI: http://{host}:{dagster_port}   MLflow UI: {mlflow_url}   "
-          f"(profile {settings.profile()}; Ctrl-C stops both)", flush=True)
+    if as_json:
+        print(json.dumps({"dagster_url": f"http://{host}:{dagster_port}", "mlflow_url": mlflow_url,
+                          "profile": settings.profile()}), flush=True)
+    else:
+        print(f"Dagster UI: http://{host}:{dagster_port}   MLflow UI: {mlflow_url}   "
+              f"(profile {settings.profile()}; Ctrl-C stops both)", flush=True)
     try:
         while all(p.poll() is None for p in procs.values()):
             time.sleep(0.5)
@@ -53,6 +64,10 @@ def run(*, host: str = "127.0.0.1", dagster_port: int = 3000, mlflow_port: int =
     return 1 if failed else 0
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _environment(host: str, dagster_port: int, mlflow_port: int) -> dict[str, str]:
     env = dict(os.environ)
     if keys.prefix():
@@ -60,5 +75,9 @@ def _environment(host: str, dagster_port: int, mlflow_port: int) -> dict[str, st
         # workspace's first location keeps the project config, instead of loading this model a second time.
         env.pop("ML_PLATFORM_CONFIG", None)
     # Links in Dagster metadata and alerts point at these UIs.
-    return {**env, "ML_PLATFORM_MLFLOW_UI_URL": os.environ.get("ML_PLATFORM_MLFLOW_UI_URL", f"http://{host}:{mlflow_port}"),
-            "ML_PLATFORM_DAGSTER_UI_URL": os.environ.get("ML_PLATFORM_DAGSTER_UI_URL", f"http://{host}:{dagster_port}")}
+    env = {**env, "ML_PLATFORM_MLFLOW_UI_URL": os.environ.get("ML_PLATFORM_MLFLOW_UI_URL", f"http://{host}:{mlflow_port}"),
+           "ML_PLATFORM_DAGSTER_UI_URL": os.environ.get("ML_PLATFORM_DAGSTER_UI_URL", f"http://{host}:{dagster_port}")}
+    tracking = settings.platform_paths().tracking_uri
+    if not tracking.startswith(("http://", "https://")):
+        env["MLFLOW_BACKEND_STORE_URI"] = tracking  # the tracking server's store (commands() says why not argv)
+    return env

@@ -60,3 +60,35 @@ def check_approval(*, tags: dict[str, str], approvers: list[str], current_eviden
         return ApprovalVerdict(False, "the evidence changed since the gate decided (evaluation report or gate "
                                       "tags differ from what was recorded): re-run the gate")
     return ApprovalVerdict(True, f"approved by {approver}")
+
+
+def sign_off_instructions(approvers: list[str]) -> str:
+    return (f"To sign off, add two tags to the version: `approval` = `approved` and `approver` = your name "
+            f"(one of: {', '.join(approvers) or 'nobody yet: set governance.approvers'}).")
+
+
+def model_description(*, description: str, owner: str, risk_tier: str, approvers: list[str]) -> str:
+    """What the MLflow UI shows at the top of the registered model's page: what it is, and how a version goes live."""
+    if risk_tier == "low":
+        how = "A version that passes the promotion gate becomes champion (risk tier low: no sign-off)."
+    else:
+        how = (f"A version that passes the promotion gate becomes `challenger` and waits for a sign-off (risk tier "
+               f"{risk_tier}). {sign_off_instructions(approvers)}")
+    return (f"{description}\n\nOwner: {owner}. The live version holds the alias `champion`. {how} Every promotion, "
+            f"rejection, sign-off and rollback is in the audit log (`ml-platform history`).")
+
+
+def version_description(*, outcome: str, metric: str, challenger_value: float, champion_value: float | None,
+                        compared_to: str | None, failures: list[str], risk_tier: str, approvers: list[str]) -> str:
+    """What the MLflow UI shows for a version after the gate: the decision in a sentence, and what to do next."""
+    against = (f"against the champion v{compared_to}'s {champion_value:.4f} on the same holdout"
+               if champion_value is not None and compared_to else "against the floor and a trivial baseline (first model)")
+    score = f"{metric} {challenger_value:.4f} {against}"
+    if outcome == "promoted":
+        return f"Promotion gate: promoted to champion; {score}. Each rule and its evidence: the `gate_*` tags."
+    if outcome == "passed":
+        return (f"Promotion gate: passed; {score}. Awaits a sign-off (risk tier {risk_tier}) to become champion. "
+                f"{sign_off_instructions(approvers)}")
+    if outcome == "rejected":
+        return f"Promotion gate: rejected, the champion is unchanged; {score}. Failed: {'; '.join(failures)}."
+    return f"Promotion gate: {outcome}; {score}."

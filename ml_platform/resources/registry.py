@@ -294,6 +294,13 @@ class ModelRegistry(dg.ConfigurableResource):
         for key, value in tags.items():
             client.set_model_version_tag(model_name, version, key, str(value)[:5000])
 
+    def describe(self, model_name: str, text: str, *, version: str | None = None) -> None:
+        """The description the MLflow UI shows at the top of the model's page (or of one version's)."""
+        if version is None:
+            self.client().update_registered_model(model_name, description=text)
+        else:
+            self.client().update_model_version(model_name, str(version), description=text)
+
     def log_to_run(self, run_id: str, *, metrics: dict[str, float] | None = None, files: list[Path] = (),
                    artifact_dir: str | None = None) -> None:
         client = self.client()

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 
 import pytest
@@ -20,6 +18,7 @@ from ml_platform.resources import ModelRegistry
 from ml_platform.runner import dagster_instance, use_environment
 from ml_platform.settings import PROJECT_ROOT
 from ml_platform_tests.conftest import write_config
+from ml_platform_tests.ui_support import running_ui
 
 
 def _schema(url: str) -> list[tuple]:
@@ -70,12 +69,6 @@ def test_an_unreachable_server_is_a_clear_error(platform_env, tmp_path):
     assert "hunter2" not in shown.stderr + shown.stdout
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _get(url: str, body: dict | None = None) -> dict:
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
@@ -83,45 +76,20 @@ def _get(url: str, body: dict | None = None) -> dict:
         return json.loads(response.read())
 
 
-def _wait_for(url: str, proc: subprocess.Popen, log, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, log.read_text()
-        try:
-            urllib.request.urlopen(url, timeout=2).read()
-            return
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError(f"{url} did not answer:\n{log.read_text()}")
-
-
 @pytest.mark.slow
 def test_ui_serves_dagster_and_an_mlflow_tracking_server_on_postgresql(postgres_profile, tmp_path):
     config = write_config(tmp_path)
     use_environment(config_file=config)
     ModelRegistry().client().create_registered_model("churn")  # as a run does: straight to PostgreSQL
-    dagster_port, mlflow_port = _free_port(), _free_port()
-    log = tmp_path / "ui.log"
-    ui = subprocess.Popen([sys.executable, "-m", "ml_platform.cli", "--config", str(config), "ui",
-                           "--dagster-port", str(dagster_port), "--mlflow-port", str(mlflow_port)],
-                          cwd=PROJECT_ROOT, stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        _wait_for(f"http://127.0.0.1:{mlflow_port}/health", ui, log)
-        _wait_for(f"http://127.0.0.1:{dagster_port}/server_info", ui, log)
+    with running_ui(config, tmp_path / "ui.log") as ui:
         # The tracking server reads the store the runs write: the model registered directly is there.
-        found = _get(f"http://127.0.0.1:{mlflow_port}/api/2.0/mlflow/registered-models/search")
+        found = _get(f"{ui.mlflow_url}/api/2.0/mlflow/registered-models/search")
         assert [m["name"] for m in found["registered_models"]] == ["churn"]
         # The Dagster webserver's instance is on PostgreSQL, and the code location loaded.
-        info = _get(f"http://127.0.0.1:{dagster_port}/graphql",
+        info = _get(f"{ui.dagster_url}/graphql",
                     {"query": "{ instance { info } workspaceOrError { ... on Workspace { locationEntries { name "
                               "locationOrLoadError { __typename } } } } }"})["data"]
         assert "PostgresRunStorage" in info["instance"]["info"]
         [location] = info["workspaceOrError"]["locationEntries"]
         assert location["locationOrLoadError"]["__typename"] == "RepositoryLocation", location
-        assert "profile postgres" in log.read_text()
-    finally:
-        os.killpg(ui.pid, signal.SIGINT)
-        try:
-            ui.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(ui.pid, signal.SIGKILL)
+        assert "profile postgres" in ui.log.read_text()

@@ -1,6 +1,10 @@
-"""The command line: --config and --home are accepted before or after the command."""
+"""The command line: --config and --home are accepted before or after the command; every command takes --json;
+the progress bar of `run` and `demo`."""
 
-from ml_platform.cli import _parser
+import io
+
+from ml_platform.cli import _parser, _progress
+from ml_platform.runner import PROGRESS_TAG, RunProgress, watch_progress
 
 
 def test_config_and_home_before_or_after_the_command():
@@ -10,3 +14,56 @@ def test_config_and_home_before_or_after_the_command():
     assert (before.config, before.home, before.only) == ("a.yaml", "h", ["model"])
     assert (after.config, after.home, after.json, after.only) == ("b.yaml", None, True, ["model", "data"])
     assert (neither.config, neither.version, neither.no_prediction_log) == (None, "3", True)
+
+
+def test_every_command_accepts_json():
+    commands = _parser()._subparsers._group_actions[0].choices
+    assert {"run", "status", "demo", "serve", "ui", "worker", "check", "labels", "approve", "rollback"} <= set(commands)
+    lacking = [name for name, sub in commands.items() if not any("--json" in a.option_strings for a in sub._actions)]
+    assert lacking == []
+    assert _parser().parse_args(["ui", "--json", "--dagster-port", "3001"]).json is True
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_progress_bar_shows_the_run_its_steps_and_the_step_running_and_only_on_a_terminal():
+    run_id = "0123abcd-0000-0000-0000-000000000000"
+    terminal = _Terminal()
+    with _progress(_parser().parse_args(["run"]), stream=terminal) as report:
+        report(RunProgress(run_id, "lifecycle", done=3, total=20, current="trained_model"))
+        report(RunProgress(run_id, "lifecycle", done=20, total=20, finished=True))  # the bar goes away
+        shown = terminal.getvalue()
+        print("after the run", file=terminal)  # what the command prints next is left as it is
+    assert "lifecycle run 0123abcd" in shown and "3/20" in shown and "trained_model" in shown and "20/20" in shown
+    assert terminal.getvalue() == shown + "after the run\n"
+    for args, stream in ((["run", "--json"], _Terminal()), (["demo"], io.StringIO())):
+        with _progress(_parser().parse_args(args), stream=stream) as report:
+            assert report is None
+        assert stream.getvalue() == ""
+
+
+def test_a_real_run_reports_each_step_until_all_are_done():
+    """The progress a run reports, read from a real Dagster instance's event log while the run goes."""
+    import dagster as dg
+
+    @dg.asset
+    def first() -> int:
+        return 1
+
+    @dg.asset
+    def second(first: int) -> int:
+        return first + 1
+
+    reports: list[RunProgress] = []
+    with dg.DagsterInstance.ephemeral() as instance:
+        with watch_progress(instance, "token-1", reports.append, interval=0.05):
+            result = dg.materialize([first, second], instance=instance, tags={PROGRESS_TAG: "token-1"})
+    assert result.success
+    assert reports, "the run was reported at least once (the last report comes after it ends)"
+    assert {r.run_id for r in reports} == {result.run_id}
+    last = reports[-1]
+    assert (last.done, last.total, last.current, last.failed, last.finished) == (2, 2, None, 0, True)
+    assert all(r.done <= r.total for r in reports)

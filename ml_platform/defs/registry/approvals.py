@@ -46,6 +46,8 @@ def apply_approval(context: dg.OpExecutionContext, config: ApprovalRequest, proj
     if not verdict.ok:
         registry.tag_version(name, version, {"approval_state": "refused", "approval_refused_reason": verdict.reason,
                                              "approval_refused_at": now})
+        registry.describe(name, f"{mv.description or ''}\n\nSign-off by {approver} refused ({now}): {verdict.reason}."
+                          .strip(), version=version)
         governance.record(name, "approval_refused", version=version, actor=approver, reason=verdict.reason,
                           evidence=evidence)
         alerts.send("approval_refused", f"{name} v{version}: sign-off by {approver} refused",
@@ -59,6 +61,8 @@ def apply_approval(context: dg.OpExecutionContext, config: ApprovalRequest, proj
     record = governance.promote(name, version, actor=approver, reason=verdict.reason, evidence=evidence,
                                 action="promote_approved")
     registry.tag_version(name, version, {"approval_state": "approved", "approved_by": approver, "approved_at": now})
+    registry.describe(name, f"{mv.description or ''}\n\nSigned off by {approver} ({now}): promoted to champion."
+                      .strip(), version=version)
     if registry.alias_version(name, CHALLENGER) == version:
         registry.delete_alias(name, CHALLENGER)
     alerts.send("promotion", f"{name} v{version} is champion (approved by {approver})",

@@ -16,7 +16,7 @@ from ml_platform.defs.evaluation.assets import evaluate_on_holdout
 from ml_platform.defs.registry.cards import publish_model_card
 from ml_platform.defs.sources import record_observation
 from ml_platform.lib.gate import GateDecision, decide_promotion
-from ml_platform.lib.governance import evidence_fingerprint
+from ml_platform.lib.governance import evidence_fingerprint, version_description
 from ml_platform.lib.modeling import split_training_data
 from ml_platform.lib.snapshots import read_snapshot
 from ml_platform.resources import Governance, ModelRegistry, ProjectResource
@@ -53,7 +53,7 @@ def champion_model(context: dg.AssetExecutionContext, project: ProjectResource, 
         outcome = "passed" if cfg.needs_approval else "promoted"
     registry.tag_version(name, challenger, {
         "gate_decision": outcome,
-        "gate_reasons": json.dumps(decision.reasons),
+        "gate_reasons": json.dumps(decision.reasons, ensure_ascii=False),  # the UI shows "≥" as it is
         "gate_compared_to": current or "none (first model)",
         "gate_evidence": model_evaluation["report_uri"],
         "gate_decided_at": datetime.now(UTC).isoformat(),
@@ -64,6 +64,10 @@ def champion_model(context: dg.AssetExecutionContext, project: ProjectResource, 
     tags = registry.version(name, challenger).tags
     evidence_sha = evidence_fingerprint(tags, Path(model_evaluation["report_json_path"]).read_bytes())
     registry.tag_version(name, challenger, {"evidence_sha256": evidence_sha})
+    registry.describe(name, version_description(
+        outcome=outcome, metric=decision.metric, challenger_value=decision.challenger_value,
+        champion_value=decision.champion_value, compared_to=current, failures=decision.failures,
+        risk_tier=cfg.model.risk_tier, approvers=cfg.governance.approvers), version=challenger)
     evidence = {"gate_decision": outcome, "reasons": decision.reasons, "report": model_evaluation["report_uri"],
                 "evidence_sha256": evidence_sha, "dagster_run_id": context.run.run_id}
 
@@ -96,8 +100,10 @@ def champion_model(context: dg.AssetExecutionContext, project: ProjectResource, 
         "challenger_version": challenger,
         "champion_version": champion or "none",
         "previous_champion": current or "none",
-        f"challenger_{decision.metric}": decision.challenger_value,
-        f"champion_{decision.metric}": decision.champion_value if decision.champion_value is not None else float("nan"),
+        f"challenger_{decision.metric}": round(decision.challenger_value, 4),
+        # The first model has no champion to compare with: the row says so instead of showing an empty value.
+        **({f"champion_{decision.metric}": round(decision.champion_value, 4)} if decision.champion_value is not None
+           else {"compared_with": "the floor and a trivial baseline (no champion yet)"}),
         "mlflow_version": dg.MetadataValue.url(registry.version_ui_url(name, challenger)),
         "reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in decision.reasons)),
         "model_card": dg.MetadataValue.md(card_markdown),

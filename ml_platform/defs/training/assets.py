@@ -12,6 +12,7 @@ from ml_platform.defs.features import (
 )
 from ml_platform.defs.features.project import feature_project
 from ml_platform.lib.feature_version import feature_code_version
+from ml_platform.lib.governance import model_description
 from ml_platform.lib.lineage import git_commit, package_versions
 from ml_platform.lib.modeling import build_pipeline, split_training_data, trusted_types
 from ml_platform.lib.snapshots import read_snapshot, write_snapshot
@@ -135,6 +136,9 @@ def _train(context: dg.AssetExecutionContext, cfg, project: ProjectResource, reg
     config_file.write_text(config_json)
     registry.tag_model(cfg.model.name, {"owner": cfg.model.owner, "risk_tier": cfg.model.risk_tier,
                                         "description": cfg.model.description})
+    registry.describe(cfg.model.name, model_description(description=cfg.model.description, owner=cfg.model.owner,
+                                                        risk_tier=cfg.model.risk_tier,
+                                                        approvers=cfg.governance.approvers))
     registry.log_to_run(run_id, metrics={"fit_seconds": fit_seconds, "train_rows": len(split.X_train)},
                         files=[config_file], artifact_dir="config")
     # The lineage again in the warehouse: `ml-platform lineage` answers from one local query.

@@ -65,7 +65,9 @@ def raw_batch_contract(context: dg.AssetCheckExecutionContext, project: ProjectR
                 "batch_id": raw_batch["batch_id"],
                 "snapshot_sha256": raw_batch["sha256"],
                 "expectations": dg.MetadataValue.text(str(outcome.expectations)),  # a count, not a series to plot
-                "failures": dg.MetadataValue.md("\n".join(f"- {f}" for f in outcome.failures) or "none"),
+                # "none" as plain text: a person should not have to open a Markdown popup to read it.
+                "failures": dg.MetadataValue.md("\n".join(f"- {f}" for f in outcome.failures))
+                if outcome.failures else "none",
             },
         )
 
