@@ -49,6 +49,7 @@ def test_the_tutorial_runs_as_written(tmp_path):
 
     assert "holdout ROC AUC" in output                                         # the notebook ran
     assert (repo / "dbt_project" / "models" / "features" / "tumours_features.sql").exists()
+    assert "location_name: tumours" in (repo / "workspace.yaml").read_text()  # a code location of its own
     assert "gate: version 1 passed" in output
     assert "promoted: version 1 is champion (approved by alice@example.com)" in output
     assert '"entity_id":"p-0003"' in output and '"model_version":"1"' in output  # served by the champion
@@ -59,3 +60,4 @@ def test_the_tutorial_runs_as_written(tmp_path):
     assert "rolled back: champion 2 → 1" in output
     assert "rollback" in output.split("### step")[-1]                          # history shows it
     assert not (PROJECT_ROOT / "dbt_project" / "models" / "features" / "tumours_features.sql").exists()
+    assert "tumours" not in (PROJECT_ROOT / "workspace.yaml").read_text()
