@@ -200,7 +200,7 @@ class GateSection(_Strict):
     @classmethod
     def _floor_on_the_metric_scale(cls, value: float, info: ValidationInfo) -> float:
         metric = info.data.get("metric")
-        if metric in ("roc_auc", "f1", "neg_log_loss", "neg_brier") and not 0 <= value <= 1:
+        if metric in CLASSIFICATION_GATE_METRICS and not 0 <= value <= 1:
             raise ValueError(f"got {value}: the floor of {metric} must be between 0 and 1")
         if metric == "r2" and value > 1:
             raise ValueError(f"got {value}: R² is at most 1")
