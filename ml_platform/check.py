@@ -369,10 +369,10 @@ def _slices(subject: Subject, inputs: dict) -> Outcome:
     spec = subject.config.checks.slices
     if spec is None:
         return Outcome("skip", "no slice column configured (checks.slices)", numbers={"configured": False})
-    if subject.config.model.task == "regression":
-        return Outcome("skip", "slice floors judge classification metrics (roc_auc, f1, accuracy): not run for a "
-                       "regression model (model.task: regression) yet", numbers={"configured": True})
-    y = (np.asarray(subject.split.y_holdout) == subject.config.data.positive_label).astype(int)
+    if subject.config.model.task == "regression":  # the numeric target against the predicted values
+        y = np.asarray(subject.split.y_holdout, dtype=float)
+    else:
+        y = (np.asarray(subject.split.y_holdout) == subject.config.data.positive_label).astype(int)
     return slice_outcome(subject.split.holdout, y, np.asarray(subject.holdout_scores), column=spec.column,
                          metric=spec.metric, floor=spec.floor, floors=spec.floors, min_rows=spec.min_rows)
 

@@ -203,15 +203,23 @@ class GateSection(_Strict):
     @field_validator("floor")
     @classmethod
     def _floor_on_the_metric_scale(cls, value: float, info: ValidationInfo) -> float:
-        metric = info.data.get("metric")
-        if metric in ("roc_auc", "f1", "neg_log_loss", "neg_brier") and not 0 <= value <= 1:
-            raise ValueError(f"got {value}: the floor of {metric} must be between 0 and 1")
-        if metric == "r2" and value > 1:
-            raise ValueError(f"got {value}: R² is at most 1")
-        if metric in ("neg_rmse", "neg_mae") and value > 0:
-            raise ValueError(f"got {value}: {metric} is the negated {metric[4:].upper()} (higher is better), so its "
-                             f"floor is at most 0 (did you mean {-value:g}, i.e. {metric[4:].upper()} at most {value:g}?)")
+        problem = floor_problem(info.data.get("metric"), value)
+        if problem:
+            raise ValueError(f"got {value}: {problem}")
         return value
+
+
+def floor_problem(metric: str | None, value: float) -> str | None:
+    """Why `value` cannot be a floor of `metric` (None when it can): floors are on the metric's own scale."""
+    if metric in (*CLASSIFICATION_GATE_METRICS, "accuracy") and not 0 <= value <= 1:
+        return f"the floor of {metric} must be between 0 and 1"
+    if metric == "r2" and value > 1:
+        return "R² is at most 1"
+    if metric in ("neg_rmse", "neg_mae") and value > 0:
+        unit = metric[4:].upper()
+        return (f"{metric} is the negated {unit} (higher is better), so its floor is at most 0 (did you mean "
+                f"{-value:g}, i.e. {unit} at most {value:g}?)")
+    return None
 
 
 DriftMethod = Literal["auto", "wasserstein", "jensenshannon", "psi", "ks", "chisquare"]
@@ -329,17 +337,31 @@ class SliceChecks(_Strict):
     """The model's metric on each slice of the holdout (each value of one column), each with a floor."""
 
     column: str = Field(description="A column of the feature table; each of its values is a slice.")
-    metric: Literal["roc_auc", "f1", "accuracy"] = "roc_auc"
-    floor: float = Field(0.5, ge=0, le=1, description="Every slice's metric must reach this ...")
+    metric: Literal["roc_auc", "f1", "accuracy", "neg_rmse", "neg_mae", "r2"] = Field(
+        "roc_auc", description="Classification: roc_auc, f1, accuracy; regression (default r2): neg_rmse, neg_mae, r2."
+    )
+    floor: float = Field(0.5, description="Every slice's metric must reach this (on the metric's scale) ...")
     floors: dict[str, float] = Field({}, description="... unless the slice has its own floor here (by value).")
     min_rows: int = Field(30, ge=1, description="A smaller slice (or one with a single class) is listed, not judged.")
 
+    @field_validator("floor")
+    @classmethod
+    def _floor_on_the_metric_scale(cls, value: float, info: ValidationInfo) -> float:
+        problem = floor_problem(info.data.get("metric"), value)
+        if problem:
+            raise ValueError(f"got {value}: {problem}")
+        return value
+
     @field_validator("floors")
     @classmethod
-    def _floors_are_metrics(cls, value: dict[str, float]) -> dict[str, float]:
+    def _floors_are_metrics(cls, value: dict[str, float], info: ValidationInfo) -> dict[str, float]:
+        metric = info.data.get("metric")
         for name, floor in value.items():
-            if not 0 <= floor <= 1:
+            if metric in ("roc_auc", "f1", "accuracy") and not 0 <= floor <= 1:
                 raise ValueError(f"slice '{name}': floor {floor} is not between 0 and 1")
+            problem = floor_problem(metric, floor)
+            if problem:
+                raise ValueError(f"slice '{name}': floor {floor}: {problem}")
         return value
 
 
@@ -397,24 +419,19 @@ class ProjectConfig(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _task_defaults(cls, raw: Any) -> Any:
-        """A regression model's gate defaults to r2 with floor 0 (the roc_auc default means nothing there); a
-        neg_rmse/neg_mae floor is in the target's units, so it has no default and must be given."""
+        """A regression model's gate and slice metrics default to r2 with floor 0 (_regression_floor)."""
         if not isinstance(raw, dict) or not isinstance(raw.get("model"), dict):
             return raw
         if raw["model"].get("task") != "regression":
             return raw
-        given = raw.get("gate")
-        if given is not None and not isinstance(given, dict):
+        gate = raw.get("gate")
+        if gate is not None and not isinstance(gate, dict):
             return raw  # not a mapping: the field's own validation says so
-        gate = dict(given or {})
-        gate.setdefault("metric", "r2")
-        if "floor" not in gate:
-            if gate["metric"] in ("neg_rmse", "neg_mae"):
-                unit = str(gate["metric"])[4:].upper()
-                raise ValueError(f"gate.floor: required with metric {gate['metric']} (the target's units, negated: "
-                                 f"-60 means {unit} at most 60)")
-            gate["floor"] = 0.0
-        return {**raw, "gate": gate}
+        raw = {**raw, "gate": _regression_floor("gate", gate or {})}
+        checks = raw.get("checks")
+        if isinstance(checks, dict) and isinstance(checks.get("slices"), dict):
+            raw["checks"] = {**checks, "slices": _regression_floor("checks.slices", checks["slices"])}
+        return raw
 
     @model_validator(mode="after")
     def _task_fits(self) -> ProjectConfig:
@@ -431,6 +448,9 @@ class ProjectConfig(_Strict):
             if self.gate.metric not in CLASSIFICATION_GATE_METRICS:
                 raise ValueError(f"gate.metric: '{self.gate.metric}' is a regression metric; a classification is "
                                  f"gated on one of {', '.join(CLASSIFICATION_GATE_METRICS)}")
+            if self.checks.slices is not None and self.checks.slices.metric in REGRESSION_GATE_METRICS:
+                raise ValueError(f"checks.slices.metric: '{self.checks.slices.metric}' is a regression metric; a "
+                                 "classification's slices are judged on roc_auc, f1 or accuracy")
             return self
         for field in ("labels", "positive_label"):
             if getattr(data, field) is not None:
@@ -442,6 +462,9 @@ class ProjectConfig(_Strict):
         if self.gate.metric not in REGRESSION_GATE_METRICS:
             raise ValueError(f"gate.metric: '{self.gate.metric}' is a classification metric; a regression is gated "
                              f"on one of {', '.join(REGRESSION_GATE_METRICS)}")
+        if self.checks.slices is not None and self.checks.slices.metric not in REGRESSION_GATE_METRICS:
+            raise ValueError(f"checks.slices.metric: '{self.checks.slices.metric}' is a classification metric; a "
+                             f"regression's slices are judged on one of {', '.join(REGRESSION_GATE_METRICS)}")
         return self
 
     @model_validator(mode="after")
@@ -544,6 +567,20 @@ def resolve_estimator(config: ProjectConfig) -> Any:
     if not callable(obj):
         raise ConfigError(f"{where} is not callable")
     return obj
+
+
+def _regression_floor(field: str, section: dict) -> dict:
+    """A regression's metric defaults to r2 with floor 0 (the classification defaults mean nothing there); a
+    neg_rmse/neg_mae floor is in the target's units, so it has no default and must be given."""
+    section = {**section}
+    section.setdefault("metric", "r2")
+    if "floor" not in section:
+        if section["metric"] in ("neg_rmse", "neg_mae"):
+            unit = str(section["metric"])[4:].upper()
+            raise ValueError(f"{field}.floor: required with metric {section['metric']} (the target's units, negated: "
+                             f"-60 means {unit} at most 60)")
+        section["floor"] = 0.0
+    return section
 
 
 def _import_module(module_name: str, config_dir: Path) -> Any:

@@ -134,8 +134,15 @@ def training_convergence(model: Any, X_train: pd.DataFrame, y_train: pd.Series, 
 
 # -- model: slices -------------------------------------------------------------------------------------
 def slice_metric(metric: str, y: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> float:
+    """A classification metric of 0/1 `y` and positive-class `scores`; or, for neg_rmse, neg_mae and r2, a
+    regression metric of a numeric `y` and predicted values (negated errors: higher is better, as in the gate)."""
     from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
+    if metric in ("neg_rmse", "neg_mae", "r2"):
+        from ml_platform.lib.evaluation import regression_metrics
+
+        got = regression_metrics(y, scores)
+        return got["r2"] if metric == "r2" else -got[metric[4:]]
     if metric == "roc_auc":
         return float(roc_auc_score(y, scores))
     predicted = (scores >= threshold).astype(int)
@@ -148,8 +155,9 @@ def slice_outcome(holdout: pd.DataFrame, y_true: np.ndarray, scores: np.ndarray,
                   floor: float, floors: dict[str, float], min_rows: int) -> Outcome:
     """The metric on each slice of the holdout (each value of `column`), against its floor.
 
-    `y_true` is 0/1 and `scores` the positive-class scores, aligned with `holdout`'s rows. A slice with
-    fewer than `min_rows` rows, or (for ROC AUC) a single class, is listed but not judged."""
+    `y_true` is 0/1 and `scores` the positive-class scores, aligned with `holdout`'s rows (a regression metric:
+    the numeric target and the predicted values). A slice with fewer than `min_rows` rows, or (for ROC AUC) a
+    single class, or (for R²) a constant target, is listed but not judged."""
     if column not in holdout.columns:
         raise CheckInputError(f"checks.slices.column: '{column}' is not a column of the feature table"
                               f"{did_you_mean(column, [str(c) for c in holdout.columns])}")
@@ -162,10 +170,13 @@ def slice_outcome(holdout: pd.DataFrame, y_true: np.ndarray, scores: np.ndarray,
     failures, lines, by_slice = [], [], {}
     for value in present:
         mask = values == value
-        rows, positives = int(mask.sum()), int(y_true[mask].sum())
+        rows = int(mask.sum())
         need = floors.get(value, floor)
-        if rows < min_rows or (metric == "roc_auc" and positives in (0, rows)):
-            why = f"{rows} rows < min_rows {min_rows}" if rows < min_rows else "a single class"
+        single = metric == "roc_auc" and int(y_true[mask].sum()) in (0, rows)
+        constant = metric == "r2" and np.ptp(np.asarray(y_true[mask], dtype=float)) == 0
+        if rows < min_rows or single or constant:
+            why = (f"{rows} rows < min_rows {min_rows}" if rows < min_rows
+                   else "a single class" if single else "a constant target")
             lines.append(f"{column}={value}: not judged ({why})")
             by_slice[value] = {"rows": rows, "metric": None, "floor": need}
             continue

@@ -95,12 +95,16 @@ def test_diabetes_regression_from_raw_batches_to_a_gated_champion(platform_env, 
         mlflow_style = service.client.post("/invocations", json={"dataframe_records": [record]}).json()
         assert mlflow_style["predictions"] == [pytest.approx(answered[0]["score"])]
 
-        # `ml-platform check`: the gate re-run, robustness on the predictions, this endpoint replaying the
-        # regression set; slices and known-hard cases are classification-only (none configured here).
+        # `ml-platform check`: the gate re-run, RMSE per sex against its floor, robustness of the predictions,
+        # this endpoint replaying the regression set; known-hard cases are classification-only for now.
         report = run_checks(load_config(diabetes_config), layers=("model", "infrastructure"), endpoint=service.url)
     status = {r.name: r.status for r in report.results}
-    passing = ("training_converges", "promotion_gate", "robustness", "artifact_digest", "serving", "regression_set")
+    passing = ("training_converges", "promotion_gate", "slices", "robustness", "artifact_digest", "serving",
+               "regression_set")
     assert {k: status[k] for k in passing} == dict.fromkeys(passing, "pass"), report.results
+    assert status["known_hard_cases"] == "skip"
+    slices = next(r for r in report.results if r.name == "slices")
+    assert set(slices.numbers["slices"]) == {"1", "2"} and slices.numbers["metric"] == "neg_rmse"
 
     # Day two: the second half of the patients. A second training goes through the gate against the champion.
     export(data, batch=2)

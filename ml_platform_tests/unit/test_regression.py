@@ -195,3 +195,34 @@ def test_a_regressor_scores_with_its_predictions(tmp_path):
     pipeline = build_pipeline(config, X).fit(X, [1.0, 2.0, 3.0])
     # A regression config has no positive label: the score is the predicted value.
     assert positive_scores(pipeline, X, config.data.positive_label) == pytest.approx(pipeline.predict(X))
+
+
+def test_slices_of_a_regression_are_judged_on_the_negated_rmse():
+    from ml_platform.lib.model_checks import slice_outcome
+
+    holdout = pd.DataFrame({"sex": ["1"] * 4 + ["2"] * 4})
+    y = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+    pred = np.array([1.0, -1.0, 1.0, -1.0, 3.0, -3.0, 3.0, -3.0])  # RMSE 1 and 3
+    outcome = slice_outcome(holdout, y, pred, column="sex", metric="neg_rmse", floor=-2.0, floors={}, min_rows=2)
+    assert outcome.status == "fail"
+    assert outcome.numbers["slices"]["1"]["metric"] == pytest.approx(-1.0)
+    assert "sex=2: neg_rmse -3.0000 < floor -2.0000 (4 rows)" in outcome.details
+    constant = slice_outcome(holdout, y, pred, column="sex", metric="r2", floor=0.0, floors={}, min_rows=2)
+    assert constant.status != "fail" and "sex=1: not judged (a constant target)" in constant.details
+
+
+@pytest.mark.parametrize(("slices", "expected"), [
+    ({"column": "sex", "metric": "roc_auc"}, "checks.slices.metric: 'roc_auc' is a classification metric"),
+    ({"column": "sex", "metric": "neg_rmse"}, "checks.slices.floor: required with metric neg_rmse"),
+    ({"column": "sex", "metric": "neg_rmse", "floor": -80, "floors": {"1": 10}},
+     "checks.slices.floors: slice '1': floor 10.0: neg_rmse is the negated RMSE"),
+])
+def test_bad_regression_slices_name_the_field(tmp_path, slices, expected):
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, lambda raw: raw["checks"].update(slices=slices)))
+    assert expected in str(caught.value)
+
+
+def test_regression_slices_default_to_r2_with_floor_zero(tmp_path):
+    config = load_config(write(tmp_path, lambda raw: raw["checks"].update(slices={"column": "sex"})))
+    assert (config.checks.slices.metric, config.checks.slices.floor) == ("r2", 0.0)
