@@ -186,6 +186,14 @@ class TrainingSection(_Strict):
     )
 
 
+def _floor_on_the_metric_scale(cls, value: float, info: ValidationInfo) -> float:
+    """A floor must be on its metric's scale (the gate's and the slices' floors)."""
+    problem = floor_problem(info.data.get("metric"), value)
+    if problem:
+        raise ValueError(f"got {value}: {problem}")
+    return value
+
+
 class GateSection(_Strict):
     metric: GateMetric = Field(
         "roc_auc", description="Higher is better for every one: lower-is-better metrics are negated (neg_*). "
@@ -200,13 +208,7 @@ class GateSection(_Strict):
     max_fairness_gap: float = Field(0.2, gt=0, le=1, description="Classification: max - min ROC AUC across the "
                                     "sensitive groups; regression: (max - min RMSE across them) / overall RMSE.")
 
-    @field_validator("floor")
-    @classmethod
-    def _floor_on_the_metric_scale(cls, value: float, info: ValidationInfo) -> float:
-        problem = floor_problem(info.data.get("metric"), value)
-        if problem:
-            raise ValueError(f"got {value}: {problem}")
-        return value
+    _floor_on_the_metric_scale = field_validator("floor")(_floor_on_the_metric_scale)
 
 
 def floor_problem(metric: str | None, value: float) -> str | None:
@@ -344,13 +346,7 @@ class SliceChecks(_Strict):
     floors: dict[str, float] = Field({}, description="... unless the slice has its own floor here (by value).")
     min_rows: int = Field(30, ge=1, description="A smaller slice (or one with a single class) is listed, not judged.")
 
-    @field_validator("floor")
-    @classmethod
-    def _floor_on_the_metric_scale(cls, value: float, info: ValidationInfo) -> float:
-        problem = floor_problem(info.data.get("metric"), value)
-        if problem:
-            raise ValueError(f"got {value}: {problem}")
-        return value
+    _floor_on_the_metric_scale = field_validator("floor")(_floor_on_the_metric_scale)
 
     @field_validator("floors")
     @classmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -67,6 +68,16 @@ def load_batch(
     return SourceBatch(frame, batch or source.table or "", f"warehouse table {source.table}")
 
 
+TABULAR_SUFFIXES = (".parquet", ".pq", ".csv", ".txt")
+
+
+def read_tabular(path: Path) -> pd.DataFrame:
+    """A CSV or Parquet file, by its suffix (one of TABULAR_SUFFIXES); the reader's own errors pass through."""
+    if path.suffix.lower() in {".parquet", ".pq"}:
+        return pd.read_parquet(path)
+    return pd.read_csv(path, low_memory=False)
+
+
 def _read_file(path, config: ProjectConfig) -> pd.DataFrame:
     if not path.exists():
         raise SourceError(f"source file {path} does not exist (data.source.path in {config.source_file.name})")
@@ -75,15 +86,10 @@ def _read_file(path, config: ProjectConfig) -> pd.DataFrame:
     if path.stat().st_size == 0:
         raise SourceError(f"source file {path} is empty (0 bytes)")
     suffix = path.suffix.lower()
+    if suffix not in TABULAR_SUFFIXES:
+        raise SourceError(f"source file {path}: unsupported file type '{suffix}' (use .csv or .parquet)")
     try:
-        if suffix in {".parquet", ".pq"}:
-            frame = pd.read_parquet(path)
-        elif suffix in {".csv", ".txt"}:
-            frame = pd.read_csv(path, low_memory=False)
-        else:
-            raise SourceError(f"source file {path}: unknown format '{suffix}', expected .csv or .parquet")
-    except SourceError:
-        raise
+        frame = read_tabular(path)
     except pd.errors.EmptyDataError:
         raise SourceError(f"source file {path} has no columns (is it empty?)") from None
     except PermissionError:

@@ -56,16 +56,13 @@ def read_data(path: Path) -> pd.DataFrame:
         raise InitError(f"{path}: no such file (give the CSV or Parquet file your notebook reads)")
     if path.is_dir():
         raise InitError(f"{path}: is a directory, expected a CSV or Parquet file")
+    from ml_platform.lib.sources import TABULAR_SUFFIXES, read_tabular
+
     suffix = path.suffix.lower()
+    if suffix not in TABULAR_SUFFIXES:
+        raise InitError(f"{path}: unsupported file type '{suffix}' (use .csv or .parquet)")
     try:
-        if suffix in {".parquet", ".pq"}:
-            frame = pd.read_parquet(path)
-        elif suffix in {".csv", ".txt"}:
-            frame = pd.read_csv(path, low_memory=False)
-        else:
-            raise InitError(f"{path}: unsupported file type '{suffix}' (use .csv or .parquet)")
-    except InitError:
-        raise
+        frame = read_tabular(path)
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InitError(f"{path}: cannot be read as {suffix.lstrip('.').upper()}: {first}") from None
