@@ -11,6 +11,7 @@ the warehouse through this module and must start fast.
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -50,38 +51,44 @@ class Result:
         return [dict(zip(self.columns, row, strict=True)) for row in self._rows]
 
 
-class Connection:
-    """What both engines offer. `execute` returns a Result; `frame` a DataFrame with DuckDB's dtypes."""
+class Connection(ABC):
+    """What both engines offer (each engine implements the abstract methods). `execute` returns a Result;
+    `frame` a DataFrame with DuckDB's dtypes."""
 
     engine: str
 
+    @abstractmethod
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Result:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def frame(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def arrow_batches(self, sql: str, params: Sequence[Any] = ()) -> Iterator[pa.RecordBatch]:
         """The result as Arrow record batches, read as they are consumed."""
-        raise NotImplementedError
 
+    @abstractmethod
     def register(self, name: str, frame: pd.DataFrame) -> None:
         """Make `frame` queryable as table `name` for this connection (a view in DuckDB, a temporary table in
         PostgreSQL)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def unregister(self, name: str) -> None:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def insert_arrow(self, table: str, data: pa.Table, *, create: bool = False) -> None:
         """Append `data` to `table` by column name; `create` makes the table from its schema first."""
-        raise NotImplementedError
 
+    @abstractmethod
     def close(self) -> None:
-        raise NotImplementedError
+        ...
 
     # -- the same on both engines ------------------------------------------------------------------
     def table_exists(self, table: str) -> bool:
@@ -114,9 +121,9 @@ class Connection:
         except Exception:
             pass
 
+    @abstractmethod
     def _insert_counting(self, insert: str) -> int:
         """Run an insert and return the rows it added."""
-        raise NotImplementedError
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
