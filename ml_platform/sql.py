@@ -173,6 +173,10 @@ class DuckDBConnection(Connection):
             self.raw.executemany(sql, [list(r) for r in rows])
 
     def frame(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
+        # Through Arrow where that gives DuckDB's own dtypes: twice as fast on text columns (arrow_to_frame).
+        table = self.raw.sql(sql, params=list(params)).to_arrow_table()
+        if table.num_rows and all(arrow_converts_like_duckdb(f.type) for f in table.schema):
+            return arrow_to_frame(table)
         return self.raw.execute(sql, list(params)).df()
 
     def arrow_batches(self, sql: str, params: Sequence[Any] = ()) -> Iterator[pa.RecordBatch]:

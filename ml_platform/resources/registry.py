@@ -94,6 +94,11 @@ class ModelRegistry(dg.ConfigurableResource):
     def client(self) -> Any:
         return self.mlflow().MlflowClient(tracking_uri=self._uri(), registry_uri=self._uri())
 
+    def open(self) -> None:
+        """Open the tracking and registry stores (MLflow caches them per process); a fresh SQLite store creates
+        its tables here. Reads only."""
+        self.client().search_registered_models(max_results=1)
+
     def experiment_id(self, name: str) -> str:
         mlflow = self.mlflow()
         found = mlflow.get_experiment_by_name(name)

@@ -16,7 +16,8 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtC
 from ml_platform import keys, settings
 from ml_platform.config import ConfigError, load_config
 from ml_platform.defs.features.project import feature_project
-from ml_platform.resources import ProjectResource
+from ml_platform.prefetch import training_tasks, while_waiting
+from ml_platform.resources import ModelRegistry, ProjectResource
 from ml_platform.storage import dbt_environment
 
 
@@ -30,6 +31,8 @@ class _NoAdapterHandleWarning(logging.Filter):
 
 
 logging.getLogger("dagster.builtin").addFilter(_NoAdapterHandleWarning())
+
+PARTIAL_PARSE = "partial_parse.msgpack"  # dbt's parsed project, reused while the project files are unchanged
 
 
 class FeatureTranslator(DagsterDbtTranslator):
@@ -93,7 +96,8 @@ def feature_models_for(dbt_model: str) -> dg.AssetsDefinition:
         name="feature_models",
         dagster_dbt_translator=FeatureTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True)),
     )
-    def feature_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, project: ProjectResource):
+    def feature_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, project: ProjectResource,
+                       registry: ModelRegistry):
         paths = project.paths()
         os.environ.update(dbt_environment())  # dbt's profile reads the target and warehouse from the environment
         # dbt's per-run build files go under the home, and are removed once the build succeeded (a failed
@@ -105,7 +109,17 @@ def feature_models_for(dbt_model: str) -> dg.AssetsDefinition:
         # A run of a subset gets dagster-dbt's own `--select` of exactly those models and tests; the whole set is
         # `+<dbt_model>`, said here (dagster-dbt would otherwise pass none, and dbt would build every model).
         args = ["build", "--select", f"+{dbt_model}"] if whole else ["build"]
-        yield from dbt.cli(args, context=context, target_path=target).stream()
+        # dbt's parse of the project, kept per home: the copy dagster-dbt brings from dbt_project/target was made
+        # for another profile (the warehouse path is the home's), which makes dbt parse everything again (~1 s).
+        parsed = paths.home / "dbt" / PARTIAL_PARSE
+        if parsed.exists():
+            target.mkdir(parents=True, exist_ok=True)
+            shutil.copy(parsed, target / PARTIAL_PARSE)
+        # While dbt builds in its own process, this one prepares what training needs next (ml_platform/prefetch.py).
+        with while_waiting(training_tasks(project.config().training.estimator.class_, registry.open)):
+            yield from dbt.cli(args, context=context, target_path=target).stream()
+        if (target / PARTIAL_PARSE).exists():
+            os.replace(target / PARTIAL_PARSE, parsed)
         shutil.rmtree(target, ignore_errors=True)
 
     return feature_models

@@ -1,3 +1,7 @@
+import re
+from functools import cache, cached_property
+from pathlib import Path
+
 import dagster as dg
 from dagster_dbt import DbtCliResource
 
@@ -5,8 +9,29 @@ from ml_platform import settings
 from ml_platform.defs.features.project import feature_project
 
 
+@cache
+def installed_dbt_core_version(dbt_executable: str) -> str | None:
+    """dbt-core's version from the package metadata beside `dbt_executable` (a virtualenv's bin/dbt), or None."""
+    venv = Path(dbt_executable).resolve().parent.parent
+    found = sorted(venv.glob("lib/python*/site-packages/dbt_core-*.dist-info"))
+    match = re.match(r"dbt_core-(\d+\.\d+\.\d+)", found[-1].name) if found else None
+    return match.group(1) if match else None
+
+
+class FeatureDbtCli(DbtCliResource):
+    """dagster-dbt's dbt CLI resource, reading dbt's version from its package metadata: dagster-dbt otherwise
+    runs `dbt --version` before every build (a second dbt process, ~1.5 s per run)."""
+
+    @cached_property
+    def _cli_version(self):
+        from packaging import version
+
+        known = installed_dbt_core_version(self.dbt_executable)
+        return version.parse(known) if known else super()._cli_version
+
+
 @dg.definitions
 def resources() -> dg.Definitions:
     return dg.Definitions(resources={
-        "dbt": DbtCliResource(project_dir=feature_project(), dbt_executable=settings.dbt_executable()),
+        "dbt": FeatureDbtCli(project_dir=feature_project(), dbt_executable=settings.dbt_executable()),
     })
