@@ -6,6 +6,7 @@ sklearn is imported inside the functions: this module is imported by the Dagster
 from __future__ import annotations
 
 import inspect
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -54,15 +55,27 @@ def model_inputs(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
 
 def holdout_mask(frame: pd.DataFrame, config: ProjectConfig) -> np.ndarray:
     """True for holdout rows. With an id column the split hashes the id, so an entity stays on the
-    same side across retrainings (the holdout is frozen as data grows); otherwise a seeded shuffle."""
+    same side across retrainings (the holdout is frozen as data grows); otherwise a seeded shuffle.
+
+    The last mask is remembered for its frame (training and evaluation split the same snapshot frame, which
+    read_snapshot caches): hashing a million ids takes about a second."""
     fraction = config.training.holdout_fraction
     id_col = config.data.id_column
-    if id_col and id_col in frame.columns:
+    rule = (id_col if id_col and id_col in frame.columns else None, config.training.seed, fraction, len(frame))
+    last_frame, last_rule, last_mask = _last_holdout_mask
+    if last_frame() is frame and last_rule == rule:
+        return last_mask.copy()
+    if rule[0]:
         salt = str(config.training.seed)
         hashed = pd.util.hash_pandas_object(frame[id_col].astype(str) + salt, index=False).to_numpy()
-        return (hashed % 10_000) < int(fraction * 10_000)
-    rng = np.random.default_rng(config.training.seed)
-    return rng.random(len(frame)) < fraction
+        mask = (hashed % 10_000) < int(fraction * 10_000)
+    else:
+        mask = np.random.default_rng(config.training.seed).random(len(frame)) < fraction
+    _last_holdout_mask[:] = [weakref.ref(frame), rule, mask]
+    return mask.copy()
+
+
+_last_holdout_mask: list = [lambda: None, None, None]  # [weak reference to the frame, its rule, its mask]
 
 
 def build_pipeline(config: ProjectConfig, X: pd.DataFrame) -> Any:
