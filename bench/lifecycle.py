@@ -390,6 +390,21 @@ def target_line(results: list[dict]) -> str:
             f"({ratio:.2f} best of {at_target[0]['repeat']}; median {median:.2f})")
 
 
+def overhead_line(results: list[dict]) -> str | None:
+    """The training path's seconds over the bare script's, as a fixed part plus a part per million rows: the
+    straight line through the two largest sizes measured. The fixed part is what a run costs whatever the data
+    (interpreter and imports, the Dagster and MLflow stores, the dbt process); the ratio approaches 1 only as
+    the fit grows past it."""
+    points = sorted((r["rows"], r["seconds"]["training"] - r["seconds"]["bare"]) for r in results)
+    if len(points) < 2:
+        return None
+    (rows_1, over_1), (rows_2, over_2) = points[-2:]
+    per_row = (over_2 - over_1) / (rows_2 - rows_1)
+    fixed = over_1 - per_row * rows_1
+    return (f"training path over the bare script: {fixed:.1f} s fixed + {per_row * 1e6:.1f} s per million rows "
+            f"(the line through {rows_1:,} and {rows_2:,} rows)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
@@ -420,6 +435,8 @@ def main(argv: list[str] | None = None) -> int:
         for result in results:
             print("\n" + render(result))
         print("\n" + target_line(results))
+        if overhead := overhead_line(results):
+            print(overhead)
         return 0
 
     def log(text: str) -> None:
@@ -435,6 +452,8 @@ def main(argv: list[str] | None = None) -> int:
         results.append(result)
         print("\n" + render(result), flush=True)
     print("\n" + target_line(results))
+    if overhead := overhead_line(results):
+        print(overhead)
 
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -446,6 +465,7 @@ def main(argv: list[str] | None = None) -> int:
         "cpus": os.cpu_count(),
         "training_path": TRAINING_PATH,
         "target": {"rows": TARGET_ROWS, "max_ratio": TARGET_RATIO, "line": target_line(results)},
+        "overhead": overhead_line(results),
         "results": results,
     }, indent=2, default=str))
     print(f"results: {out.relative_to(PROJECT_ROOT)}")
