@@ -177,6 +177,7 @@ def test_latest_rows_query_keeps_the_newest_event_then_the_latest_batch(tmp_path
     columns = ["customer_id", "event_date", "batch_id", "snapshot_hash", "x"]
     latest = warehouse.query(latest_rows_query("features.f", "customer_id", columns, "event_date"))
     assert dict(zip(latest["customer_id"], latest["x"], strict=True)) == {"a": 2, "b": 4, "c": 6}
+    assert latest["customer_id"].tolist() == ["a", "b", "c"]  # in key order: SQLite appends to its index
     # Without an event time, the latest batch wins.
     latest = warehouse.query(latest_rows_query("features.f", "customer_id", columns, None))
     assert dict(zip(latest["customer_id"], latest["x"], strict=True)) == {"a": 2, "b": 4, "c": 5}
