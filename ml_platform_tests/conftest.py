@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import copy
+import fcntl
 import hashlib
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -24,6 +26,42 @@ _ENV_KEYS = ("ML_PLATFORM_HOME", "ML_PLATFORM_CONFIG", "DAGSTER_HOME", "ML_PLATF
              "ML_PLATFORM_PG_PORT", "ML_PLATFORM_PG_USER", "ML_PLATFORM_PG_PASSWORD", "ML_PLATFORM_PG_DBNAME")
 # The PostgreSQL server the production-profile tests use: the one on this machine (and CI's).
 POSTGRES_SERVER = os.environ.get("ML_PLATFORM_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
+# Tests on that server run beside each other on pytest-xdist's workers, and one of them restarts it
+# (test_fault_tolerance.py). A lock file for every process on this machine: each test marked `on_postgres` holds
+# it shared, the one marked `restarts_postgres` alone, so no test is using the server while it restarts.
+on_postgres = pytest.mark.postgres
+restarts_postgres = pytest.mark.postgres(restarts=True)
+_POSTGRES_LOCK = Path(tempfile.gettempdir()) / "ml_platform_tests.postgres.lock"
+
+
+@pytest.fixture(autouse=True)
+def _postgres_lock(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Held from before the test's other fixtures (autouse ones come first) until after their teardown."""
+    marker = request.node.get_closest_marker("postgres")
+    if marker is None:
+        yield
+        return
+    with open(_POSTGRES_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX if marker.kwargs.get("restarts") else fcntl.LOCK_SH)
+        yield  # released when the file is closed
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """With pytest-xdist's workers sharing the cores, one OpenMP/BLAS thread for each process they start (set in
+    the controller, before the workers start, so that they and their subprocesses inherit it): threads that
+    spin-wait for a core the other worker holds stall the fits of both."""
+    if not hasattr(config, "workerinput") and config.getoption("numprocesses", None) not in (None, 0):
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The dbt project's manifest, parsed (if stale) once by the controller before the workers start: two workers
+    running `dbt parse` at once would write dbt_project/target/manifest.json while the other reads it."""
+    if not hasattr(session.config, "workerinput"):
+        from ml_platform.defs.features.project import prepare_manifest
+        from ml_platform.settings import DBT_PROJECT_DIR
+
+        prepare_manifest(DBT_PROJECT_DIR)
 
 
 def demo_config_dict() -> dict[str, Any]:
@@ -81,12 +119,18 @@ def fresh_database_url() -> str:
     return f"{POSTGRES_SERVER}/mlp_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
 
 
+def _require_postgres_lock(request: pytest.FixtureRequest) -> None:
+    if request.node.get_closest_marker("postgres") is None:
+        pytest.fail(f"{request.node.nodeid} uses PostgreSQL: mark it with conftest.on_postgres", pytrace=False)
+
+
 @pytest.fixture
-def postgres_database() -> Iterator[str]:
+def postgres_database(request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh, empty database on the real PostgreSQL server, dropped afterwards (with the profile's
     `_dagster` and `_mlflow` siblings, if anything made them)."""
     from ml_platform.storage import drop_databases, ensure_databases
 
+    _require_postgres_lock(request)
     url = fresh_database_url()
     ensure_databases([url])
     try:
@@ -96,11 +140,12 @@ def postgres_database() -> Iterator[str]:
 
 
 @pytest.fixture
-def postgres_profile(platform_env: Path) -> Iterator[str]:
+def postgres_profile(platform_env: Path, request: pytest.FixtureRequest) -> Iterator[str]:
     """The production profile on the real PostgreSQL server: ML_PLATFORM_DATABASE_URL names fresh databases
     (warehouse, Dagster, MLflow; created by the platform on first use), all dropped afterwards."""
     from ml_platform.storage import drop_databases
 
+    _require_postgres_lock(request)
     url = fresh_database_url()
     os.environ["ML_PLATFORM_DATABASE_URL"] = url  # restored by platform_env
     try:

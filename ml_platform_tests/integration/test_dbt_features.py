@@ -18,6 +18,7 @@ import pytest
 
 from ml_platform.lib.demo_data import generate_batch
 from ml_platform.settings import DBT_PROJECT_DIR, dbt_executable
+from ml_platform_tests.conftest import on_postgres
 
 ROWS = 1500
 
@@ -134,6 +135,7 @@ def postgres_database():
         admin.close()
 
 
+@on_postgres
 def test_dbt_build_on_postgres(tmp_path, postgres_database):
     con, name = postgres_database
     raw = raw_batches()

@@ -18,9 +18,9 @@ import pytest
 from ml_platform.resources import ModelRegistry
 from ml_platform.runner import dagster_instance, run_lifecycle, use_environment
 from ml_platform.settings import PROJECT_ROOT
-from ml_platform_tests.conftest import write_config
+from ml_platform_tests.conftest import on_postgres, write_config
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, on_postgres]
 
 
 class Workers:

@@ -22,7 +22,7 @@ import pytest
 from ml_platform.resources import ModelRegistry, Warehouse
 from ml_platform.runner import dagster_instance, run_lifecycle
 from ml_platform.settings import AUDIT_TABLE, PROJECT_ROOT
-from ml_platform_tests.conftest import write_config
+from ml_platform_tests.conftest import on_postgres, restarts_postgres, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -196,6 +196,7 @@ def _postgres_cluster() -> tuple[str, str] | None:
     return (versions[-1], "main") if versions else None
 
 
+@restarts_postgres
 @pytest.mark.skipif(_postgres_cluster() is None, reason="restarting PostgreSQL needs root and pg_ctlcluster")
 def test_postgresql_restarted_during_a_run_leaves_consistent_storage_and_the_next_run_succeeds(postgres_profile, tmp_path):
     version, cluster = _postgres_cluster()
@@ -237,6 +238,7 @@ def _assert_audit_chain_unbroken() -> None:
         assert moves.iloc[-1]["to_version"] == ModelRegistry().champion_version("churn")
 
 
+@on_postgres
 def test_two_trainings_started_at_once_train_one_model_once(postgres_profile, tmp_path):
     """Two triggers at the same moment (two sensors, a double tick, a person and a sensor): the second training
     waits for the first, then reuses the version it registered - one fit, one new version."""

@@ -16,6 +16,7 @@ import pytest
 
 from ml_platform.resources import Governance, ModelRegistry, Warehouse
 from ml_platform.resources.governance import ConcurrentChangeError, GovernanceError
+from ml_platform_tests.conftest import on_postgres
 
 MODEL = "gov_model"
 VERSIONS = 3
@@ -61,7 +62,7 @@ def _worker(args: tuple[int, str, str, str]) -> dict:
         return {"index": index, "ok": False, "conflict": False, "error": str(exc)}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=on_postgres)])
 def store(request, tmp_path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'mlflow.db'}"

@@ -12,7 +12,7 @@ from ml_platform.lib.snapshots import file_sha256
 from ml_platform.resources import ModelRegistry, Warehouse
 from ml_platform.runner import run_lifecycle, tick_sensor
 from ml_platform.settings import PROJECT_ROOT
-from ml_platform_tests.conftest import write_config
+from ml_platform_tests.conftest import on_postgres, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -21,7 +21,7 @@ LINEAGE_TAGS = ("data_snapshot_sha256", "data_snapshot_path", "feature_code_vers
                 "gate_reasons", "gate_evidence")
 
 
-@pytest.fixture(params=["embedded", "postgres"])
+@pytest.fixture(params=["embedded", pytest.param("postgres", marks=on_postgres)])
 def profile(request, platform_env):
     if request.param == "postgres":
         request.getfixturevalue("postgres_profile")  # ML_PLATFORM_DATABASE_URL: fresh databases, dropped after

@@ -17,7 +17,7 @@ from ml_platform import settings
 from ml_platform.resources import ModelRegistry
 from ml_platform.runner import dagster_instance, use_environment
 from ml_platform.settings import PROJECT_ROOT
-from ml_platform_tests.conftest import write_config
+from ml_platform_tests.conftest import on_postgres, write_config
 from ml_platform_tests.ui_support import running_ui
 
 
@@ -41,6 +41,7 @@ def _start(config) -> None:
     ModelRegistry().client().search_registered_models()
 
 
+@on_postgres
 def test_schema_setup_is_automatic_and_idempotent(postgres_profile, tmp_path):
     config = write_config(tmp_path)
     _start(config)
@@ -77,6 +78,7 @@ def _get(url: str, body: dict | None = None) -> dict:
 
 
 @pytest.mark.slow
+@on_postgres
 def test_ui_serves_dagster_and_an_mlflow_tracking_server_on_postgresql(postgres_profile, tmp_path):
     config = write_config(tmp_path)
     use_environment(config_file=config)

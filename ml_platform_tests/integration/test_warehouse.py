@@ -7,9 +7,10 @@ import pytest
 
 from ml_platform.lib.snapshots import write_snapshot
 from ml_platform.resources import Warehouse
+from ml_platform_tests.conftest import on_postgres
 
 
-@pytest.fixture(params=["duckdb", "postgres"])
+@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=on_postgres)])
 def warehouse(request, tmp_path):
     """The embedded warehouse (a DuckDB file) and the production one (a fresh PostgreSQL database)."""
     if request.param == "duckdb":
@@ -89,6 +90,7 @@ def test_a_batch_of_predictions_is_stored_whole_or_not_at_all(warehouse, tmp_pat
     assert warehouse.query("select count(*) as n from serving.batch_predictions")["n"].tolist() == [0]
 
 
+@on_postgres
 def test_both_engines_give_the_same_frames(tmp_path, postgres_database):
     """What the platform stores and reads back (nulls, dates, booleans, text) has the same dtypes and values on
     PostgreSQL as on DuckDB, whole or in chunks: every stage downstream sees one kind of frame."""
