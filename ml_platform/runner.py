@@ -20,6 +20,7 @@ from typing import Any
 
 from ml_platform import keys, settings, storage
 from ml_platform.config import ProjectConfig, load_config, resolve_estimator
+from ml_platform.warm_dbt import warm_dbt
 
 LIFECYCLE_JOB = "lifecycle"
 DAILY_JOB = "daily"  # the lifecycle without training: what the daily schedule runs
@@ -128,6 +129,9 @@ def run_lifecycle(
                 return _unchanged_summary(instance, job, log_file)
         else:
             chosen = None
+        if _builds_features(definitions, job, chosen) and settings.executor() == "in_process":
+            # dbt starts importing now, while ingestion and the contract checks run (ml_platform/warm_dbt.py).
+            stack.enter_context(warm_dbt(settings.dbt_executable(), storage.dbt_environment()["ML_PLATFORM_DBT_TARGET"]))
         if chosen is None or keys.key("trained_model") in chosen:
             resolve_estimator(config)  # a ConfigError naming the field, before anything runs
         token = uuid.uuid4().hex
@@ -136,6 +140,18 @@ def run_lifecycle(
                                extra_tags={PROGRESS_TAG: token} if progress else {})
     summary.log_file = str(log_file) if log_file else None
     return summary
+
+
+FEATURE_STEP = "feature_models"  # the dbt assets' step (defs/features/assets.py)
+
+
+def _builds_features(definitions: Any, job: Any, chosen: set | None) -> bool:
+    """Whether this run of `job` (all of it, or the `chosen` assets) runs the dbt build."""
+    if not job.graph.has_node_named(FEATURE_STEP):
+        return False
+    if chosen is None:
+        return True
+    return any(definitions.resolve_assets_def(k).op.name == FEATURE_STEP for k in chosen)
 
 
 def _execute(definitions: Any, job: Any, instance: Any, run_config: dict, chosen: set | None,

@@ -217,7 +217,13 @@ def _great_expectations() -> Any:
     # Analytics off before GX is first imported; a user's own setting wins.
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     import great_expectations
+    from great_expectations.execution_engine import pandas_execution_engine
 
+    # GX fingerprints each in-memory batch smaller than HASH_THRESHOLD bytes for the batch's markers: an MD5 of
+    # pandas' hash of every row, 1.3 s per million rows (larger batches already go without). A batch here is
+    # named by its snapshot's SHA-256, so the fingerprint is left out for every size.
+    if hasattr(pandas_execution_engine, "HASH_THRESHOLD"):
+        pandas_execution_engine.HASH_THRESHOLD = 0
     return great_expectations
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import dagster as dg
 from dagster_dbt import DbtCliResource
 
-from ml_platform import settings
+from ml_platform import settings, warm_dbt
 from ml_platform.defs.features.project import feature_project
 
 
@@ -28,6 +28,17 @@ class FeatureDbtCli(DbtCliResource):
 
         known = installed_dbt_core_version(self.dbt_executable)
         return version.parse(known) if known else super()._cli_version
+
+    def cli(self, args, **kwargs):
+        """dbt's command, run by the warm dbt process when the run started one (ml_platform/warm_dbt.py)."""
+        launcher = warm_dbt.current_launcher()
+        if launcher is None:
+            return super().cli(args, **kwargs)
+        # The version comes from this dbt (asking the launcher would spend the warm process on `--version`).
+        known = self._cli_version
+        warm = self.model_copy(update={"dbt_executable": launcher})
+        warm.__dict__["_cli_version"] = known
+        return DbtCliResource.cli(warm, args, **kwargs)
 
 
 @dg.definitions
