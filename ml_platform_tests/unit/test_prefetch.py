@@ -80,3 +80,12 @@ def _fresh_version_cache():
     installed_dbt_core_version.cache_clear()
     yield
     installed_dbt_core_version.cache_clear()
+
+
+def test_append_tasks_import_the_model_files_and_the_plots_modules():
+    import sys
+
+    for task in prefetch.append_tasks():
+        task()
+    assert {"skops.io", "matplotlib.figure"} <= set(sys.modules)
+    assert not set(prefetch.APPEND_MODULES) & set(prefetch.TRAINING_MODULES)  # each imported in one place

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from ml_platform.prefetch import append_tasks, while_waiting
 from ml_platform.resources import ProjectResource, Warehouse
 
 
@@ -16,7 +17,10 @@ from ml_platform.resources import ProjectResource, Warehouse
 def validated_batches(context: dg.AssetExecutionContext, project: ProjectResource, warehouse: Warehouse,
                       raw_batch: dict) -> dict:
     cfg = project.config()
-    counts = warehouse.append_batch(cfg.raw_table, Path(raw_batch["path"]), raw_batch["sha256"], raw_batch["batch_id"])
+    # DuckDB appends outside Python: training's first imports happen meanwhile (prefetch.py).
+    with while_waiting(append_tasks()):
+        counts = warehouse.append_batch(cfg.raw_table, Path(raw_batch["path"]), raw_batch["sha256"],
+                                        raw_batch["batch_id"])
     context.add_output_metadata({
         "table": cfg.raw_table,
         "batch_id": raw_batch["batch_id"],
