@@ -64,6 +64,21 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         prepare_manifest(DBT_PROJECT_DIR)
 
 
+# The longest test files, longest first (pytest --durations, 2026-12-04: 311 s down to 52 s). pytest-xdist gives each
+# worker one file at a time (--dist loadfile; --no-loadscope-reorder keeps this order): starting the long ones first
+# lets the two workers finish together, instead of one idling while the other runs the tutorial last (772 s -> 731 s
+# on that measurement). A file missing here only runs later; the order changes no result.
+LONGEST_FIRST = ("test_fault_tolerance.py", "test_distributed.py", "test_bad_inputs.py", "test_serving.py",
+                 "test_tutorial.py", "test_lifecycle.py", "test_check.py", "test_multiple_models.py",
+                 "test_monitoring.py", "test_browser.py", "test_governance_flow.py", "test_incremental.py",
+                 "test_governance_concurrency.py", "test_production_profile.py", "test_late_labels.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the other files keep their order
+
+
 def demo_config_dict() -> dict[str, Any]:
     return yaml.safe_load(DEMO_CONFIG.read_text())
 
