@@ -35,6 +35,7 @@ _STARTED_EPOCH = time.time()
 import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
+import resource  # noqa: E402
 import shutil  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
@@ -65,6 +66,7 @@ TARGET_RATIO = 1.3
 DEMO_SEED = 7
 WARMUP_ROWS = 5_000
 EARLIER_ROWS = 5_000  # the earlier run of "again": the same customers' first rows, superseded by the timed batch
+CORES = len(os.sched_getaffinity(0))
 SIDES = {"bare": "bare script (baseline)", "training": "platform training path",
          "again": "  same, home used before", "full": "platform full lifecycle"}
 
@@ -247,17 +249,23 @@ def write_config(data_path: Path) -> Path:
 
 
 def in_subprocess(args: list[str]) -> dict:
-    """Run this file in a fresh interpreter; return the JSON it prints last, plus the outside wall time."""
+    """Run this file in a fresh interpreter; return the JSON it prints last, plus the outside wall time and the
+    CPU seconds of the interpreter and every process it started and waited for (the warm dbt process, dbt)."""
     env = {k: v for k, v in os.environ.items() if k not in {"ML_PLATFORM_HOME", "ML_PLATFORM_CONFIG", "DAGSTER_HOME"}}
-    started = time.perf_counter()
+    started, cpu_before = time.perf_counter(), _children_cpu_s()
     proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), *args], capture_output=True, text=True,
                           env=env, cwd=PROJECT_ROOT)
-    wall = time.perf_counter() - started
+    wall, cpu = time.perf_counter() - started, _children_cpu_s() - cpu_before
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
         raise RuntimeError(f"benchmark subprocess {' '.join(args)} failed (exit {proc.returncode}):\n"
                            f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return {**json.loads(lines[-1]), "wall_s": wall}
+    return {**json.loads(lines[-1]), "wall_s": wall, "cpu_s": cpu}
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def measure_bare(data_path: Path, config_path: Path) -> dict:
@@ -332,6 +340,8 @@ def summarize(rows: int, runs: dict[str, list[dict]]) -> dict:
         "steps": {scope: step_table(best[scope]) for scope in runs if scope != "bare"},
         "bare_phases": {**best["bare"]["phases"], "total": seconds["bare"]},
         "holdout_roc_auc": {name: r["metrics"].get("roc_auc") for name, r in best.items()},
+        "cpu_seconds": {name: r.get("cpu_s") for name, r in best.items()},  # results saved before 2026-12-04 lack it
+        "cores": CORES,
         "runs": runs,
     }
 
@@ -377,6 +387,8 @@ def render(result: dict) -> str:
         lines.append("  everything but the fit (s): " + ", ".join(f"{k} {v:.1f}" for k, v in rest.items())
                      + f"; the training path adds {rest['training'] - rest['bare']:.1f} s to the bare script"
                      + (f" ({rest['again'] - rest['bare']:.1f} s on a home used before)" if "again" in rest else ""))
+    if cpu_line := _cpu_line(result):
+        lines.append(cpu_line)
     known = [v for v in fits.values() if v]
     if (known and _differ(min(known), max(known))) or any(_differ(sec[k], slow[k]) for k in sec):
         lines.append("  note: equal work took unequal time (the fits, or repeats, differ by >30%): other processes "
@@ -385,6 +397,18 @@ def render(result: dict) -> str:
     lines.append("  holdout ROC AUC (same data, split and model): "
                  + ", ".join(f"{k} {v:.4f}" for k, v in auc.items() if v is not None))
     return "\n".join(lines)
+
+
+def _cpu_line(result: dict) -> str | None:
+    """CPU seconds of each side's best run, and what they allow: a run cannot take less wall time than its CPU
+    seconds spread over every core, so the training path's CPU / cores over the bare script's seconds is the
+    lowest ratio this much work could reach, with every core busy from start to end."""
+    cpu, cores = result.get("cpu_seconds") or {}, result.get("cores") or CORES
+    if not cpu or None in cpu.values():
+        return None
+    floor = cpu["training"] / cores / result["seconds"]["bare"]
+    return ("  CPU seconds, all processes of the run: " + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items())
+            + f"; on {cores} cores the training path's work alone allows a ratio no lower than {floor:.2f}")
 
 
 def _differ(low: float, high: float) -> bool:
