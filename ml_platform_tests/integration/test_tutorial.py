@@ -35,6 +35,11 @@ def copy_of_the_repository(dest):
 
 
 def test_the_tutorial_runs_as_written(tmp_path):
+    for venv in (".venv", ".dbt-venv"):
+        # The copy's `make setup` would try to rebuild a stale virtualenv, which is this checkout's (a symlink).
+        installed, project = PROJECT_ROOT / venv / ".installed", PROJECT_ROOT / "pyproject.toml"
+        if not installed.exists() or installed.stat().st_mtime < project.stat().st_mtime:
+            pytest.fail(f"{venv} is older than pyproject.toml: run `make setup` first (`make test` does)")
     blocks = bash_blocks(TUTORIAL.read_text())
     assert len(blocks) >= 8, "the tutorial's steps are ```bash blocks"
     repo = tmp_path / "repo"
