@@ -361,7 +361,7 @@ def _print_monitoring(m: dict) -> None:
     if live and live.get("rolling_metric") is not None:
         breach = live.get("sustained_breach")
         flag = _color(f"SLO BREACHED since {live.get('breach_started')}", RED) if breach else _color("within SLO", GREEN)
-        print(f"    {'live performance':<28} {flag}  rolling {live['rolling_metric']:.4f} vs floor "
+        print(f"    {'live performance':<28} {flag}  rolling {live.get('metric', '')} {live['rolling_metric']:.4f} vs floor "
               f"{live.get('floor', '-')}, {live.get('streak', 0)} day(s) below")
     elif live and live.get("skipped"):
         print(f"    {'live performance':<28} " + _color(str(live["skipped"]), DIM))
@@ -555,9 +555,6 @@ def _labels(args, config) -> int:
     from ml_platform.lib.snapshots import file_sha256
 
     source = Path(args.file)
-    if config.model.task == "regression":
-        raise ValueError(f"{config.source_file.name}: model.task is regression: late labels and live performance "
-                         "are classification-only for now")
     labels = read_label_file(source, config.data)  # a LabelError is a ValueError: exit 2, naming the problem
     landing = label_landing(config, settings.platform_paths())
     landing.mkdir(parents=True, exist_ok=True)

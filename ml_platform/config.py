@@ -38,6 +38,9 @@ Task = Literal["classification", "regression"]
 CLASSIFICATION_GATE_METRICS = ("roc_auc", "f1", "neg_log_loss", "neg_brier")
 REGRESSION_GATE_METRICS = ("neg_rmse", "neg_mae", "r2")
 GateMetric = Literal["roc_auc", "f1", "neg_log_loss", "neg_brier", "neg_rmse", "neg_mae", "r2"]
+# Live metrics per task: judged on late labels (lib/performance.py). F1 and accuracy threshold the score at 0.5.
+CLASSIFICATION_LIVE_METRICS = ("roc_auc", "f1", "accuracy")
+LiveMetric = Literal["roc_auc", "f1", "accuracy", "neg_rmse", "neg_mae", "r2"]
 
 
 class ConfigError(ValueError):
@@ -250,14 +253,19 @@ class DriftSection(_Strict):
 class PerformanceSection(_Strict):
     """Live performance from late labels, and the SLO whose sustained breach starts a retraining."""
 
-    metric: Literal["roc_auc", "f1", "accuracy"] = "roc_auc"
-    floor: float = Field(0.7, ge=0, le=1, description="The SLO: the rolling live metric must stay at or above this.")
+    metric: LiveMetric = Field(
+        "roc_auc", description="Classification: roc_auc, f1, accuracy; regression (default r2): neg_rmse, neg_mae, r2."
+    )
+    floor: float = Field(0.7, description="The SLO: the rolling live metric must stay at or above this, on the "
+                         "metric's scale (-60 with neg_rmse means RMSE at most 60). Default: 0.7, for r2 0.")
     window_days: int = Field(3, ge=1, description="The live metric pools the labelled predictions of this many days.")
     consecutive_days: int = Field(2, ge=1, description="A breach is sustained after this many days below the floor.")
     min_labels: int = Field(50, ge=1, description="A window with fewer labelled predictions is not judged.")
     labels_path: str | None = Field(
         None, description="Folder where late label files land (default: <ML_PLATFORM_HOME>/landing/labels)."
     )
+
+    _floor_on_the_metric_scale = field_validator("floor")(_floor_on_the_metric_scale)
 
 
 class FreshnessSection(_Strict):
@@ -415,7 +423,7 @@ class ProjectConfig(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _task_defaults(cls, raw: Any) -> Any:
-        """A regression model's gate and slice metrics default to r2 with floor 0 (_regression_floor)."""
+        """A regression model's gate, slice and live metrics default to r2 with floor 0 (_regression_floor)."""
         if not isinstance(raw, dict) or not isinstance(raw.get("model"), dict):
             return raw
         if raw["model"].get("task") != "regression":
@@ -427,6 +435,9 @@ class ProjectConfig(_Strict):
         checks = raw.get("checks")
         if isinstance(checks, dict) and isinstance(checks.get("slices"), dict):
             raw["checks"] = {**checks, "slices": _regression_floor("checks.slices", checks["slices"])}
+        performance = raw.get("performance")
+        if performance is None or isinstance(performance, dict):
+            raw["performance"] = _regression_floor("performance", performance or {})
         return raw
 
     @model_validator(mode="after")
@@ -447,6 +458,10 @@ class ProjectConfig(_Strict):
             if self.checks.slices is not None and self.checks.slices.metric in REGRESSION_GATE_METRICS:
                 raise ValueError(f"checks.slices.metric: '{self.checks.slices.metric}' is a regression metric; a "
                                  "classification's slices are judged on roc_auc, f1 or accuracy")
+            if self.performance.metric not in CLASSIFICATION_LIVE_METRICS:
+                raise ValueError(f"performance.metric: '{self.performance.metric}' is a regression metric; a "
+                                 f"classification's live performance is judged on one of "
+                                 f"{', '.join(CLASSIFICATION_LIVE_METRICS)}")
             return self
         for field in ("labels", "positive_label"):
             if getattr(data, field) is not None:
@@ -461,6 +476,9 @@ class ProjectConfig(_Strict):
         if self.checks.slices is not None and self.checks.slices.metric not in REGRESSION_GATE_METRICS:
             raise ValueError(f"checks.slices.metric: '{self.checks.slices.metric}' is a classification metric; a "
                              f"regression's slices are judged on one of {', '.join(REGRESSION_GATE_METRICS)}")
+        if self.performance.metric not in REGRESSION_GATE_METRICS:
+            raise ValueError(f"performance.metric: '{self.performance.metric}' is a classification metric; a "
+                             f"regression's live performance is judged on one of {', '.join(REGRESSION_GATE_METRICS)}")
         return self
 
     @model_validator(mode="after")

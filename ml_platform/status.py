@@ -77,7 +77,7 @@ def monitoring_status() -> dict:
     wanted = {"drift": ("drift_report", ("dataset_drift", "drifted_share", "drifted_features", "champion_version")),
               "traffic_drift": ("traffic_drift_report", ("dataset_drift", "drifted_share", "drifted_features")),
               "prediction_drift": ("prediction_drift", ("drifted", "psi", "psi_threshold", "batch_id")),
-              "live_performance": ("live_performance", ("rolling_metric", "floor", "streak", "sustained_breach",
+              "live_performance": ("live_performance", ("metric", "rolling_metric", "floor", "streak", "sustained_breach",
                                                         "breach_started", "labelled_rows", "skipped")),
               "cost": ("cost_report", ("latency_p99_ms", "predictions_24h", "champion_size_mb",
                                        "champion_training_seconds", "automatic_retrainings_24h"))}

@@ -6,12 +6,14 @@ A label file has
 - `prediction_id`, labelling one logged prediction, and/or the config's id column (`data.id_column`, e.g.
   `customer_id`), labelling every served prediction of that entity logged so far. Each row fills at least
   one; a row with both labels its prediction, which must belong to that entity;
-- the target column (`data.target`), holding one of `data.labels`;
+- the target column (`data.target`), holding one of `data.labels` for a classification, a number (the true
+  value) for a regression;
 - optionally `labeled_at`, when the outcome became known (default: when the file is ingested).
 Other columns are ignored. Rows are numbered from 1 after the header in error messages.
 
 Stored, a label is one row per labelled prediction (LABEL_COLUMNS), carrying the prediction's score and its
-day. The day is the prediction's event day:
+day. `label` is the label's text (a regression's true value as text, so that "12.50" and 12.5 are the same
+label); `is_positive` says whether it is the positive label (null for a regression). The day is the prediction's event day:
 - a batch prediction: the batch row's `data.timestamp_column` (the feature table's row of that entity in
   that snapshot), when the config has a timestamp and an id column and the row is still in the feature
   table; otherwise the date it was scored (`scored_at`);
@@ -30,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ml_platform.config import DataSection, ProjectConfig
@@ -83,8 +86,9 @@ def is_label_file(path: Path) -> bool:
 
 def read_label_file(path: Path, data: DataSection) -> pd.DataFrame:
     """The file's labels as a frame of `row`, `prediction_id`, `entity_id` (strings or None), `label` (the
-    configured label value) and `labeled_at` (a timestamp or NaT). LabelError for an unreadable or empty
-    file, missing columns, rows with no id, labels outside data.labels and unparseable labeled_at values."""
+    configured label value; for a regression the number as text) and `labeled_at` (a timestamp or NaT).
+    LabelError for an unreadable or empty file, missing columns, rows with no id, labels outside data.labels
+    (a regression: values that are not finite numbers) and unparseable labeled_at values."""
     labels, problems = parse_label_file(path, data)
     if problems:
         raise LabelError(path.name, problems)
@@ -120,19 +124,28 @@ def parse_label_file(path: Path, data: DataSection) -> tuple[pd.DataFrame, list[
         problems.append(f"no {' or '.join(id_columns)} on {_n(no_id.sum(), 'row')} "
                         f"(rows {_rows(out.loc[no_id, 'row'])})")
 
-    by_text = {_canonical(label): label for label in data.labels}
     target = frame[data.target]
     empty = target.isna()
     if empty.any():
         problems.append(f"no {data.target} label on {_n(empty.sum(), 'row')} (rows {_rows(out.loc[empty, 'row'])})")
-    canonical = target.map(lambda v: None if _is_null(v) else _canonical(v))
-    wrong = ~empty & ~canonical.isin(list(by_text))
-    if wrong.any():
-        counts = canonical[wrong].value_counts()
-        shown = ", ".join(f"{value!r} ({_n(count, 'row')})" for value, count in counts.head(EXAMPLES).items())
-        problems.append(f"{data.target} labels outside data.labels {list(data.labels)} on {_n(wrong.sum(), 'row')}: "
-                        f"{shown}{' ...' if len(counts) > EXAMPLES else ''}")
-    out["label"] = canonical.map(by_text)
+    if data.labels is None:  # a regression: the label is the true value
+        values = pd.to_numeric(target, errors="coerce").astype(float)
+        wrong = ~empty & ~np.isfinite(values)
+        if wrong.any():
+            problems.append(f"{data.target} is not a finite number on {_n(wrong.sum(), 'row')} (rows "
+                            f"{_rows(out.loc[wrong, 'row'])}, e.g. {_examples(target[wrong])}): a regression's "
+                            "label is the true value")
+        out["label"] = values.map(lambda v: _canonical(float(v)) if np.isfinite(v) else None).astype(object)
+    else:
+        by_text = {_canonical(label): label for label in data.labels}
+        canonical = target.map(lambda v: None if _is_null(v) else _canonical(v))
+        wrong = ~empty & ~canonical.isin(list(by_text))
+        if wrong.any():
+            counts = canonical[wrong].value_counts()
+            shown = ", ".join(f"{value!r} ({_n(count, 'row')})" for value, count in counts.head(EXAMPLES).items())
+            problems.append(f"{data.target} labels outside data.labels {list(data.labels)} on "
+                            f"{_n(wrong.sum(), 'row')}: {shown}{' ...' if len(counts) > EXAMPLES else ''}")
+        out["label"] = canonical.map(by_text)
 
     if LABELED_AT in columns:
         parsed = pd.to_datetime(frame[LABELED_AT], errors="coerce", utc=True)
@@ -245,8 +258,10 @@ def resolve_labels(labels: pd.DataFrame, predictions: pd.DataFrame, stored: pd.D
         raise LabelError(file, problems)
 
     new = resolved[~resolved[PREDICTION_ID].isin(previous[PREDICTION_ID])].copy()
-    positive = _canonical(data.positive_label)
-    new["is_positive"] = new["label"] == positive
+    if data.labels is None:  # a regression: no positive label
+        new["is_positive"] = pd.Series(pd.NA, index=new.index, dtype="boolean")
+    else:
+        new["is_positive"] = new["label"] == _canonical(data.positive_label)
     new[LABELED_AT] = new[LABELED_AT].fillna(ingested_at)
     new["file_name"], new["file_sha256"], new["ingested_at"] = file, file_sha256, ingested_at
     new["score"] = new["score"].astype(float)

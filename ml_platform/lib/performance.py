@@ -1,12 +1,14 @@
 """Live performance from late labels, and the SLO rule: a sustained breach, not one noisy day.
 
-Input: one row per labelled prediction (`day`, `score`, `is_positive`). For every calendar day from the
-first labelled day to the last:
+Input: one row per labelled prediction (`day`, `score`, `actual`): `actual` is 1 or 0 (the label is the
+positive one or not) for a classification, whose score is a probability, and the true value for a
+regression, whose score is the predicted value. For every calendar day from the first labelled day to the last:
 - the daily metric, on that day's own labelled predictions (informational);
 - the rolling metric, on the labelled predictions of the last `window_days` days pooled (the rows, not
   an average of daily metrics: a thin day weighs what its rows weigh);
 - `below_floor`: the rolling metric is under `floor`, or None when the window is **not judged**: it has
-  fewer than `min_labels` labelled predictions, or the metric is undefined on it (ROC AUC of one class).
+  fewer than `min_labels` labelled predictions, or the metric is undefined on it (ROC AUC of one class,
+  R² of a constant target).
 
 The streak is the run of judged days below the floor up to the latest judged day. A not-judged day
 neither extends nor breaks it: labels arrive in uneven batches, and a thin day in the middle of a decay
@@ -15,7 +17,8 @@ is missing evidence, not a recovery. Only a judged day at or above the floor end
 no judged good day between them, are below the floor. Its start day (the first day of the streak) names
 the breach episode: the performance sensor starts one retraining per episode.
 
-F1 and accuracy threshold the score at 0.5, as the evaluation does (`lib/evaluation.py`).
+F1 and accuracy threshold the score at 0.5, as the evaluation does (`lib/evaluation.py`). Lower-is-better
+regression metrics are negated (neg_rmse, neg_mae), as in the gate: a floor is always a lower bound.
 """
 
 from __future__ import annotations
@@ -77,14 +80,23 @@ class LivePerformance:
         return pd.DataFrame([{c: getattr(d, c) for c in columns} for d in self.days], columns=columns)
 
 
-def live_metric(metric: str, is_positive: np.ndarray, scores: np.ndarray) -> float | None:
-    """roc_auc, f1 or accuracy of scores against the labels; None when undefined (no rows; ROC AUC of one class)."""
-    from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
+def live_metric(metric: str, actual: np.ndarray, scores: np.ndarray) -> float | None:
+    """The live metric of scores against what happened; None when undefined (no rows; ROC AUC of one class; R² of
+    fewer than two rows or a constant target). Classification (roc_auc, f1, accuracy): `actual` is 1 for the
+    positive label, else 0. Regression (r2, neg_rmse, neg_mae): `actual` is the true value."""
+    from sklearn.metrics import accuracy_score, f1_score, r2_score, roc_auc_score
 
-    y = np.asarray(is_positive, dtype=int)
     p = np.asarray(scores, dtype=float)
-    if len(y) == 0:
+    if len(p) == 0:
         return None
+    if metric in ("r2", "neg_rmse", "neg_mae"):
+        truth = np.asarray(actual, dtype=float)
+        if metric == "neg_rmse":
+            return -float(np.sqrt(np.mean((truth - p) ** 2)))
+        if metric == "neg_mae":
+            return -float(np.mean(np.abs(truth - p)))
+        return float(r2_score(truth, p)) if len(truth) > 1 and truth.min() != truth.max() else None
+    y = np.asarray(actual, dtype=int)
     if metric == "roc_auc":
         return float(roc_auc_score(y, p)) if y.min() != y.max() else None
     predicted = (p >= THRESHOLD).astype(int)
@@ -92,25 +104,26 @@ def live_metric(metric: str, is_positive: np.ndarray, scores: np.ndarray) -> flo
         return float(f1_score(y, predicted, zero_division=0))
     if metric == "accuracy":
         return float(accuracy_score(y, predicted))
-    raise ValueError(f"unknown live metric {metric!r}: expected roc_auc, f1 or accuracy")
+    raise ValueError(f"unknown live metric {metric!r}: expected roc_auc, f1, accuracy, r2, neg_rmse or neg_mae")
 
 
 def assess_live_performance(labelled: pd.DataFrame, slo: PerformanceSection) -> LivePerformance:
     """Per-day and rolling metrics, which days are below the floor, and the current streak (module docstring)."""
-    missing = {"day", "score", "is_positive"} - set(labelled.columns)
+    missing = {"day", "score", "actual"} - set(labelled.columns)
     if missing:
         raise ValueError(f"labelled predictions lack the columns {sorted(missing)}")
     days: list[DayPerformance] = []
     if len(labelled):
+        labelled = labelled.reset_index(drop=True)  # the groups below select rows by index label: make them unique
         day = pd.to_datetime(labelled["day"]).dt.date
-        by_day = {d: (labelled.loc[rows, "is_positive"].to_numpy(), labelled.loc[rows, "score"].to_numpy())
+        by_day = {d: (labelled.loc[rows, "actual"].to_numpy(dtype=float), labelled.loc[rows, "score"].to_numpy())
                   for d, rows in labelled.groupby(day).groups.items()}
         first, last = min(by_day), max(by_day)
-        empty = (np.array([], dtype=int), np.array([], dtype=float))
+        empty = (np.array([], dtype=float), np.array([], dtype=float))
         for offset in range((last - first).days + 1):
             today = first + datetime.timedelta(days=offset)
             window = [by_day.get(today - datetime.timedelta(days=back), empty) for back in range(slo.window_days)]
-            y = np.concatenate([w[0] for w in window]).astype(int)
+            y = np.concatenate([w[0] for w in window])
             p = np.concatenate([w[1] for w in window]).astype(float)
             own_y, own_p = by_day.get(today, empty)
             rolling = live_metric(slo.metric, y, p)

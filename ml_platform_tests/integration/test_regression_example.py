@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ml_platform import cli
 from ml_platform.check import run_checks
 from ml_platform.config import load_config
 from ml_platform.resources import ModelRegistry, Warehouse
@@ -40,7 +41,7 @@ def diabetes_config(tmp_path: Path) -> Path:
     return folder / "ml_platform.yaml"
 
 
-def test_diabetes_regression_from_raw_batches_to_a_gated_champion(platform_env, diabetes_config):
+def test_diabetes_regression_from_raw_batches_to_a_gated_champion(platform_env, diabetes_config, capsys):
     export = _exporter().export_diabetes
     data = diabetes_config.parent / "data" / "diabetes.csv"
 
@@ -82,7 +83,7 @@ def test_diabetes_regression_from_raw_batches_to_a_gated_champion(platform_env, 
     assert predictions["score"].between(25, 346).mean() > 0.95 and predictions["score"].nunique() > 100
     assert first.outputs["drift_report"]["columns"]
     assert "psi" in first.outputs["prediction_drift"]
-    assert "classification-only" in first.outputs["live_performance"]["skipped"]
+    assert first.outputs["live_performance"]["days"] == [] and first.outputs["late_labels"]["new_labels"] == 0
 
     # The online service answers a regressor's predictions: the score on /predict, `predict`'s values on
     # /invocations (as `mlflow models serve` would).
@@ -106,10 +107,37 @@ def test_diabetes_regression_from_raw_batches_to_a_gated_champion(platform_env, 
     slices = next(r for r in report.results if r.name == "slices")
     assert set(slices.numbers["slices"]) == {"1", "2"} and slices.numbers["metric"] == "neg_rmse"
 
+    # Batch 1's outcomes arrive (late labels: the true progression by patient_id). `ml-platform labels` refuses a
+    # file whose values are not numbers and queues the good one; the next run judges the live RMSE on them.
+    bad = diabetes_config.parent / "outcomes-bad.csv"
+    bad.write_text("patient_id,progression\nP0001,151\nP0002,high\n")
+    assert cli.main(["--config", str(diabetes_config), "labels", str(bad)]) == 2
+    assert "progression is not a finite number on 1 row (rows 2, e.g. 'high')" in capsys.readouterr().err
+    outcomes = export(diabetes_config.parent / "outcomes-1.csv", batch=1, outcomes=True)
+    assert cli.main(["--config", str(diabetes_config), "labels", str(outcomes)]) == 0
+    assert sorted(p.name for p in (platform_env / "landing" / "labels").iterdir()) == ["outcomes-1.csv"]
+
     # Day two: the second half of the patients. A second training goes through the gate against the champion.
     export(data, batch=2)
     second = run_lifecycle(config_file=diabetes_config, batch="batch-2")
     assert second.success, second.errors
+
+    # Live performance: every prediction of a batch-1 patient (batch and online) is labelled with that patient's
+    # true progression, and the live RMSE is computed from those pairs.
+    labelled = second.outputs["late_labels"]
+    assert labelled["rejected"] == [] and labelled["new_labels"] >= 221, labelled
+    stored = Warehouse().query("select entity_id, source, score, label, is_positive from monitoring.labels")
+    truth = _exporter().diabetes_frame().set_index("patient_id")["progression"]
+    assert (stored["label"].astype(float) == truth.loc[stored["entity_id"]].to_numpy()).all()
+    # Online: the two /predict answers above, and the check's replay of the regression set through the endpoint.
+    sources = stored["source"].value_counts().to_dict()
+    assert stored["is_positive"].isna().all() and sources["batch"] == 221 and sources["online"] >= 2, sources
+    rmse = float(((stored["score"] - stored["label"].astype(float)) ** 2).mean() ** 0.5)
+    live = second.outputs["live_performance"]
+    [today] = live["days"]
+    assert today["labelled_rows"] == len(stored) and today["rolling_metric"] == pytest.approx(-rmse)
+    assert 30 < rmse < 70 and today["below_floor"] is False and not live["sustained_breach"]
+    assert second.checks["live_performance:live_metric_slo"]["passed"]
     gate = second.outputs["champion_model"]
     assert gate["challenger_version"] == "2" and gate["decision"] in {"promoted", "rejected"}
     assert any("vs champion" in r for r in gate["reasons"]), gate["reasons"]

@@ -175,3 +175,36 @@ def test_the_prediction_day_is_the_batch_event_day_else_the_scored_or_logged_dat
                                            timestamp_column=None)
     days = con.execute(no_timestamp, ["churn"]).df()["prediction_day"]
     assert {d.date() for d in days} == {datetime.date(2026, 3, 1)}
+
+
+# -- a regression's labels are its true values ------------------------------------------------------------
+REGRESSION = load_config(DEMO_CONFIG.parent / "docs" / "examples" / "diabetes" / "ml_platform.yaml",
+                         check_imports=False).data  # target progression, id patient_id, no labels
+
+
+def test_a_regression_label_is_its_true_value_as_text_with_no_positive_label(tmp_path):
+    known = predictions(("diabetes-v1-a", "P1", "2026-01-01"), ("diabetes-v1-b", "P2", "2026-01-01"))
+    labels = read_label_file(write(tmp_path, "outcomes.csv", "patient_id,progression\nP1,151\nP2,75.50\n"),
+                             REGRESSION)
+    resolved = resolve_labels(labels, known, NOTHING_STORED, file="outcomes.csv", file_sha256="f" * 64,
+                              model_name="diabetes", data=REGRESSION, ingested_at=NOW)
+    rows = resolved.new.set_index("prediction_id")
+    # Text, so that 75.50 from one file and 75.5 from another are the same label.
+    assert rows["label"].to_dict() == {"diabetes-v1-a": "151", "diabetes-v1-b": "75.5"}
+    assert rows["is_positive"].isna().all()
+
+    stored = pd.DataFrame({"prediction_id": ["diabetes-v1-a"], "label": ["151"], "file_name": ["outcomes.csv"]})
+    again = resolve_labels(read_label_file(write(tmp_path, "again.csv", "patient_id,progression\nP1,151.0\n"),
+                                           REGRESSION), known, stored, file="again.csv", file_sha256="e" * 64,
+                           model_name="diabetes", data=REGRESSION, ingested_at=NOW)
+    assert (len(again.new), again.already_stored) == (0, 1)  # a re-delivery, not a conflict
+
+
+def test_a_regression_label_that_is_not_a_number_is_refused(tmp_path):
+    with pytest.raises(LabelError) as refused:
+        read_label_file(write(tmp_path, "words.csv", "patient_id,progression\nP1,151\nP2,high\nP3,inf\nP4,\n"),
+                        REGRESSION)
+    assert refused.value.problems == [
+        "no progression label on 1 row (rows 4)",
+        "progression is not a finite number on 2 rows (rows 2, 3, e.g. 'high', 'inf'): a regression's label is "
+        "the true value"]

@@ -25,7 +25,7 @@ def labelled(n: int, rows: int, good: bool, seed: int = 0) -> pd.DataFrame:
     positive = np.arange(rows) % 2 == 0
     high, low = rng.uniform(0.6, 1.0, rows), rng.uniform(0.0, 0.4, rows)
     score = np.where(positive == good, high, low)
-    return pd.DataFrame({"day": day(n), "score": score, "is_positive": positive})
+    return pd.DataFrame({"day": day(n), "score": score, "actual": positive})
 
 
 def days(*spec: tuple[int, int, bool]) -> pd.DataFrame:
@@ -42,7 +42,7 @@ def test_daily_metric_and_a_rolling_metric_pooled_over_rows_not_averaged():
     assert (first.day, first.labelled_rows, first.daily_metric) == (day(1), 300, 1.0)
     assert (second.day, second.labelled_rows, second.daily_metric) == (day(2), 60, 0.0)
     assert second.window_rows == 360
-    pooled = roc_auc_score(frame["is_positive"], frame["score"])
+    pooled = roc_auc_score(frame["actual"], frame["score"])
     assert second.rolling_metric == pytest.approx(pooled)
     # Pooled, the thin bad day weighs its 60 rows: well above the 0.5 an average of daily metrics gives.
     assert second.rolling_metric > 0.7
@@ -88,7 +88,7 @@ def test_not_judged_windows_neither_extend_nor_break_a_streak():
     assert gap.sustained_breach and gap.breach_started == day(1)
 
     # ROC AUC of a single class is undefined: not judged, however many rows.
-    one_class = pd.DataFrame({"day": day(1), "score": np.linspace(0, 1, 100), "is_positive": True})
+    one_class = pd.DataFrame({"day": day(1), "score": np.linspace(0, 1, 100), "actual": True})
     [only] = assess_live_performance(one_class, SLO).days
     assert (only.rolling_metric, only.below_floor) == (None, None)
 
@@ -112,5 +112,30 @@ def test_f1_and_accuracy_threshold_the_score_at_one_half():
 
 
 def test_no_labels_no_days_no_breach():
-    perf = assess_live_performance(pd.DataFrame({"day": [], "score": [], "is_positive": []}), SLO)
+    perf = assess_live_performance(pd.DataFrame({"day": [], "score": [], "actual": []}), SLO)
     assert perf.days == [] and perf.streak == 0 and not perf.sustained_breach and perf.latest_judged is None
+
+
+def test_regression_live_metrics_compare_the_predicted_with_the_true_value():
+    truth = np.array([100.0, 150.0, 200.0, 250.0])
+    predicted = np.array([110.0, 140.0, 230.0, 250.0])  # errors 10, -10, 30, 0
+    assert live_metric("neg_mae", truth, predicted) == -12.5
+    assert live_metric("neg_rmse", truth, predicted) == pytest.approx(-np.sqrt(275.0))
+    assert live_metric("r2", truth, predicted) == pytest.approx(1 - 1100.0 / 12500.0)
+    # R² of a constant target (or of one row) is undefined: not judged.
+    assert live_metric("r2", np.array([5.0, 5.0]), np.array([4.0, 6.0])) is None
+    assert live_metric("neg_rmse", np.array([]), np.array([])) is None
+
+
+def test_a_regression_breach_is_a_rolling_rmse_above_its_bound_for_n_days():
+    rng = np.random.default_rng(3)
+
+    def outcomes(n: int, error: float) -> pd.DataFrame:
+        truth = rng.uniform(50, 300, 100)
+        return pd.DataFrame({"day": day(n), "score": truth + rng.choice([-error, error], 100), "actual": truth})
+
+    slo = PerformanceSection(metric="neg_rmse", floor=-70, window_days=1, consecutive_days=2, min_labels=50)
+    perf = assess_live_performance(pd.concat([outcomes(1, 40), outcomes(2, 90), outcomes(3, 95)]), slo)
+    assert [round(d.rolling_metric) for d in perf.days] == [-40, -90, -95]
+    assert [d.below_floor for d in perf.days] == [False, True, True]
+    assert perf.sustained_breach and perf.breach_started == day(2)

@@ -143,6 +143,12 @@ def test_a_regression_gate_defaults_to_r2_with_floor_zero(tmp_path):
     assert (config.gate.metric, config.gate.floor) == ("r2", 0.0)
 
 
+def test_a_regression_live_metric_defaults_to_r2_with_floor_zero(tmp_path):
+    config = load_config(write(tmp_path, lambda raw: raw.pop("performance")))
+    assert (config.performance.metric, config.performance.floor) == ("r2", 0.0)
+    assert load_config(EXAMPLE_CONFIG).performance.metric == "neg_rmse"
+
+
 @pytest.mark.parametrize(("mutate", "expected"), [
     (lambda raw: raw["data"].update(labels=[0, 1]),
      "data.labels: a regression model (model.task: regression) has no labels; remove it"),
@@ -157,6 +163,13 @@ def test_a_regression_gate_defaults_to_r2_with_floor_zero(tmp_path):
      "gate.floor: required with metric neg_rmse (the target's units, negated: -60 means RMSE at most 60)"),
     (lambda raw: raw["model"].pop("task"),
      "data.labels: required for a classification model"),
+    (lambda raw: raw["performance"].update(metric="roc_auc", floor=0.7),
+     "performance.metric: 'roc_auc' is a classification metric; a regression's live performance is judged on one "
+     "of neg_rmse, neg_mae, r2"),
+    (lambda raw: raw["performance"].update(floor=70),
+     "performance.floor: got 70.0: neg_rmse is the negated RMSE (higher is better), so its floor is at most 0"),
+    (lambda raw: raw["performance"].pop("floor"),
+     "performance.floor: required with metric neg_rmse (the target's units, negated: -60 means RMSE at most 60)"),
 ])
 def test_config_errors_name_the_file_field_and_fix(tmp_path, mutate, expected):
     with pytest.raises(ConfigError) as caught:
@@ -169,6 +182,11 @@ def test_a_classification_gate_metric_is_refused_for_regression_and_vice_versa(t
 
     with pytest.raises(ConfigError, match="gate.metric: 'neg_rmse' is a regression metric"):
         load_config(write_config(tmp_path, {"gate": {"metric": "neg_rmse", "floor": -1}}))
+    with pytest.raises(ConfigError, match="performance.metric: 'r2' is a regression metric; a classification's "
+                                          "live performance is judged on one of roc_auc, f1, accuracy"):
+        load_config(write_config(tmp_path, {"performance": {"metric": "r2", "floor": 0}}))
+    with pytest.raises(ConfigError, match="performance.floor: got 1.5: the floor of roc_auc must be between 0 and 1"):
+        load_config(write_config(tmp_path, {"performance": {"floor": 1.5}}))
 
 
 def test_build_pipeline_refuses_a_classifier_for_regression_and_a_regressor_for_classification(tmp_path):

@@ -79,9 +79,6 @@ _LIVE_DDL = f"""create table if not exists {LIVE_PERFORMANCE_TABLE} (
 def late_labels(context: dg.AssetExecutionContext, project: ProjectResource, warehouse: Warehouse,
                 alerts: Alerts):
     cfg = project.config()
-    if cfg.model.task == "regression":
-        yield from _classification_only(context, "label_files_accepted")
-        return
     landing = label_landing(cfg, project.paths())
     waiting = sorted(p for p in landing.iterdir() if is_label_file(p)) if landing.is_dir() else []
     accepted: list[tuple[Path, str, ResolvedLabels]] = []
@@ -217,13 +214,13 @@ def _candidates(con: Any, cfg: Any, labels: pd.DataFrame, tables: set[str]) -> t
 def live_performance(context: dg.AssetExecutionContext, project: ProjectResource, warehouse: Warehouse,
                      alerts: Alerts):
     cfg = project.config()
-    if cfg.model.task == "regression":
-        yield from _classification_only(context, "live_metric_slo")
-        return
     slo = cfg.performance
-    labelled = pd.DataFrame({"day": [], "score": [], "is_positive": []})
+    labelled = pd.DataFrame({"day": [], "score": [], "actual": []})
     if warehouse.table_exists(LABELS_TABLE):
-        labelled = warehouse.query(f"select prediction_day as day, score, is_positive from {LABELS_TABLE} "
+        # What happened: 1 or 0 (the positive label or not) for a classification, the true value for a regression.
+        actual = ("cast(label as double precision)" if cfg.model.task == "regression"
+                  else "case when is_positive then 1 else 0 end")
+        labelled = warehouse.query(f"select prediction_day as day, score, {actual} as actual from {LABELS_TABLE} "
                                    "where model_name = ?", [cfg.model.name])
     perf = assess_live_performance(labelled, slo)
     _write_days(warehouse, cfg.model.name, perf)
@@ -271,20 +268,6 @@ def live_performance(context: dg.AssetExecutionContext, project: ProjectResource
             links={"live_performance": f"{dagster_ui_url()}/assets/live_performance"},
             group_key=f"slo_breach:{cfg.model.name}:{started}",  # one breach episode, one alert thread
         )
-
-
-# Live performance from late labels is classification-only for now: labels are checked against data.labels and
-# the live metrics (roc_auc, f1, accuracy) judge probabilities. A regression model skips it, without failing.
-REGRESSION_SKIP_REASON = ("live performance from late labels is classification-only for now; skipped for a "
-                          "regression model (model.task: regression)")
-
-
-def _classification_only(context: dg.AssetExecutionContext, check_name: str):
-    context.log.info(REGRESSION_SKIP_REASON)
-    yield dg.Output({"skipped": REGRESSION_SKIP_REASON, "sustained_breach": False, "breach_started": "none"},
-                    metadata={"skipped": REGRESSION_SKIP_REASON, "sustained_breach": False, "breach_started": "none"})
-    yield dg.AssetCheckResult(check_name=check_name, passed=True, severity=dg.AssetCheckSeverity.WARN,
-                              metadata={"skipped": REGRESSION_SKIP_REASON})
 
 
 def _write_days(warehouse: Warehouse, model_name: str, perf: LivePerformance) -> None:
