@@ -661,11 +661,17 @@ def _fact_live_vs_offline(subject: Subject, report: CheckReport) -> Any:
     if champion is None:
         return Evidence("not run", "no champion: nothing is served to compare")
     metric = subject.config.performance.metric
+    logged = metric.removeprefix("neg_")  # MLflow holds holdout_rmse; the live metric is its negation, neg_rmse
     offline = subject.registry.run(subject.registry.version(subject.name, champion).run_id).data.metrics.get(
-        f"holdout_{metric}")
+        f"holdout_{logged}")
     if offline is None:
-        return Evidence("not run", f"champion v{champion} has no holdout_{metric}")
-    allowed = subject.config.serving.canary.guardrails.max_metric_drop
+        return Evidence("not run", f"champion v{champion} has no holdout_{logged}")
+    rails = subject.config.serving.canary.guardrails
+    if metric != logged:  # an error in the target's units: the allowed drop is relative, as the canary's
+        offline = -offline
+        allowed = round(rails.max_rmse_increase * abs(offline), 4)
+    else:
+        allowed = rails.max_metric_drop
     gap = offline - live["rolling_metric"]
     return Evidence("pass" if gap <= allowed else "fail", f"live {metric} {live['rolling_metric']:.4f} vs holdout "
                     f"{offline:.4f} (drop {gap:+.4f}, allowed {allowed})")
@@ -682,7 +688,8 @@ def _fact_fairness(subject: Subject, report: CheckReport) -> Any:
     if gap is None:
         return Evidence("not run", "the promotion gate was not run")
     limit = subject.config.gate.max_fairness_gap
-    return Evidence("pass" if gap <= limit else "fail", f"ROC AUC gap across {column} {gap:.4f} (max {limit})")
+    what = "relative RMSE spread" if subject.config.model.task == "regression" else "ROC AUC gap"
+    return Evidence("pass" if gap <= limit else "fail", f"{what} across {column} {gap:.4f} (max {limit})")
 
 
 def _fact_dbt_tests(subject: Subject, report: CheckReport) -> Any:

@@ -311,7 +311,9 @@ class CanaryGuardrails(_Strict):
     max_latency_p99_ratio: float = Field(2.0, gt=0, description="Challenger p99 over champion p99 (model time).")
     latency_slack_ms: float = Field(5.0, ge=0, description="p99 differences below this are noise, never a breach.")
     max_score_psi: float = Field(0.25, gt=0, description="PSI of challenger scores against champion scores.")
-    max_metric_drop: float = Field(0.05, ge=0, description="Live AUC drop allowed once labels arrive.")
+    max_metric_drop: float = Field(0.05, ge=0, description="Classification: live AUC drop allowed once labels arrive.")
+    max_rmse_increase: float = Field(0.1, ge=0, description="Regression: how much higher than the champion's the "
+                                     "challenger's live RMSE may be once labels arrive, as a fraction (0.1 = 10 %).")
     min_requests: int = Field(50, ge=1, description="Rows each variant needs in a step before it is judged.")
 
 

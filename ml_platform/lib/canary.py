@@ -35,7 +35,8 @@ class VariantWindow:
     errors: int = 0
     call_latencies_ms: list[float] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
-    labelled: list[tuple[float, int]] = field(default_factory=list)  # (score, 1 if positive label)
+    # (score, actual): actual is 1 for the positive label, else 0 (classification), or the true value (regression)
+    labelled: list[tuple[float, float]] = field(default_factory=list)
 
     @property
     def error_rate(self) -> float:
@@ -64,7 +65,7 @@ def population_stability_index(expected: np.ndarray, actual: np.ndarray, bins: i
     return float(np.sum((a - e) * np.log(a / e)))
 
 
-def _auc(labelled: list[tuple[float, int]]) -> float | None:
+def _auc(labelled: list[tuple[float, float]]) -> float | None:
     if len(labelled) < MIN_LABELLED_ROWS:
         return None
     scores, labels = np.array([s for s, _ in labelled]), np.array([y for _, y in labelled])
@@ -76,8 +77,16 @@ def _auc(labelled: list[tuple[float, int]]) -> float | None:
     return float(greater / (len(positives) * len(negatives)))
 
 
-def judge(champion: VariantWindow, challenger: VariantWindow, rails: Any) -> Verdict:
-    """Compare the challenger with the champion on the same traffic. `rails` is a CanaryGuardrails."""
+def _rmse(labelled: list[tuple[float, float]]) -> float | None:
+    if len(labelled) < MIN_LABELLED_ROWS:
+        return None
+    pairs = np.asarray(labelled, dtype=float)
+    return float(np.sqrt(np.mean((pairs[:, 0] - pairs[:, 1]) ** 2)))
+
+
+def judge(champion: VariantWindow, challenger: VariantWindow, rails: Any, task: str = "classification") -> Verdict:
+    """Compare the challenger with the champion on the same traffic. `rails` is a CanaryGuardrails; `task` says
+    how labelled rows are judged: live AUC (classification) or live RMSE (regression)."""
     if min(champion.rows, challenger.rows) < rails.min_requests:
         return Verdict("wait", [f"each variant needs {rails.min_requests} rows (champion {champion.rows}, "
                                 f"challenger {challenger.rows})"], {})
@@ -99,6 +108,15 @@ def judge(champion: VariantWindow, challenger: VariantWindow, rails: Any) -> Ver
         evidence["score_psi"] = round(psi, 4)
         if psi > rails.max_score_psi:
             reasons.append(f"score distribution shift PSI {psi:.3f} (limit {rails.max_score_psi})")
+    if task == "regression":
+        champion_rmse, challenger_rmse = _rmse(champion.labelled), _rmse(challenger.labelled)
+        if champion_rmse is not None and challenger_rmse is not None:
+            evidence.update(champion_live_rmse=round(champion_rmse, 4), challenger_live_rmse=round(challenger_rmse, 4))
+            limit = champion_rmse * (1 + rails.max_rmse_increase)
+            if challenger_rmse > limit:
+                reasons.append(f"live RMSE {challenger_rmse:.3f} vs champion {champion_rmse:.3f} "
+                               f"(limit {limit:.3f}: allowed +{rails.max_rmse_increase:.0%})")
+        return Verdict("breach" if reasons else "hold", reasons, evidence)
     champion_auc, challenger_auc = _auc(champion.labelled), _auc(challenger.labelled)
     if champion_auc is not None and challenger_auc is not None:
         evidence.update(champion_live_auc=round(champion_auc, 4), challenger_live_auc=round(challenger_auc, 4))

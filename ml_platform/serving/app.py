@@ -17,6 +17,7 @@ import contextlib
 import hmac
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -157,11 +158,16 @@ def create_app(service: PredictionService, *, token: str | None = None) -> Starl
         for i, item in enumerate(items):
             if not isinstance(item, dict) or "prediction_id" not in item or "label" not in item:
                 raise InputError(f"labels[{i}]: expected prediction_id and label")
-            if data.labels is None:
-                raise InputError("feedback labels are classification-only for now (model.task is regression)")
-            if item["label"] not in data.labels:
-                raise InputError(f"labels[{i}]: label {item['label']!r} is not one of {data.labels}")
-            labels[str(item["prediction_id"])] = int(item["label"] == data.positive_label)
+            label = item["label"]
+            if data.labels is None:  # a regression: the label is the true value
+                if isinstance(label, bool) or not isinstance(label, int | float) or not math.isfinite(label):
+                    raise InputError(f"labels[{i}]: label {label!r} is not a finite number (a regression's label "
+                                     "is the true value)")
+                labels[str(item["prediction_id"])] = float(label)
+                continue
+            if label not in data.labels:
+                raise InputError(f"labels[{i}]: label {label!r} is not one of {data.labels}")
+            labels[str(item["prediction_id"])] = int(label == data.positive_label)
         return _json({"received": len(labels), "matched": service.traffic.add_labels(labels)})
 
     @endpoint("health")

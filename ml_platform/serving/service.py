@@ -55,7 +55,8 @@ class PredictionService:
         self.config = config
         self.settings = config.serving
         self.metrics = ServiceMetrics()
-        self.traffic = TrafficController(self.settings.canary, on_decision=self._record_decision)
+        self.traffic = TrafficController(self.settings.canary, on_decision=self._record_decision,
+                                         task=config.model.task)
         self.models = ModelWatcher(registry, config, poll_seconds=self.settings.alias_poll_seconds,
                                    on_change=self._alias_moved, pinned_version=pinned_version)
         self.prediction_log = PredictionLog(warehouse, flush_seconds=self.settings.log_flush_seconds,

@@ -27,8 +27,10 @@ _REMEMBERED_PREDICTIONS = 200_000  # prediction id -> (variant, score), for labe
 
 
 class TrafficController:
-    def __init__(self, canary_config: Any, *, on_decision: Callable[[str, str, dict], None]):
+    def __init__(self, canary_config: Any, *, on_decision: Callable[[str, str, dict], None],
+                 task: str = "classification"):
         self.config = canary_config
+        self.task = task  # how labels are judged: live AUC (classification) or live RMSE (regression)
         self.on_decision = on_decision  # (action, version, evidence): audit + alert, off the request path
         self._lock = threading.Lock()
         self._reset(None)
@@ -119,14 +121,15 @@ class TrafficController:
                 self.shadow_abs_diff += diff
                 self.shadow_max_diff = max(self.shadow_max_diff, diff)
 
-    def add_labels(self, labels: dict[str, int]) -> int:
-        """Late labels (1 = positive) by prediction id; returns how many matched a remembered prediction."""
+    def add_labels(self, labels: dict[str, float]) -> int:
+        """Late labels by prediction id (1 = positive, 0 = not; a regression's true value); returns how many
+        matched a remembered prediction."""
         matched = 0
         with self._lock:
             for pid, label in labels.items():
                 found = self._predictions.get(pid)
                 if found and found[0] in self.windows and self.status == "running":
-                    self.windows[found[0]].labelled.append((found[1], int(label)))
+                    self.windows[found[0]].labelled.append((found[1], float(label)))
                 matched += found is not None
         self._maybe_judge(force=True)
         return matched
@@ -138,7 +141,7 @@ class TrafficController:
             if self.status != "running" or (not force and now - self.last_judged < _JUDGE_EVERY_SECONDS):
                 return
             self.last_judged = now
-            verdict = judge(self.windows[CHAMPION], self.windows[CHALLENGER], self.rails)
+            verdict = judge(self.windows[CHAMPION], self.windows[CHALLENGER], self.rails, self.task)
             self.last_evidence = {"share_percent": self.share, **verdict.evidence}
             if verdict.status == "breach":
                 self.status, self.reasons = "rolled_back", verdict.reasons

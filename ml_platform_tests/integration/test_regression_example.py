@@ -96,6 +96,13 @@ def test_diabetes_regression_from_raw_batches_to_a_gated_champion(platform_env, 
         mlflow_style = service.client.post("/invocations", json={"dataframe_records": [record]}).json()
         assert mlflow_style["predictions"] == [pytest.approx(answered[0]["score"])]
 
+        # Labels for the canary through /feedback are true values; a label that is not a number is refused.
+        labels = [{"prediction_id": a["prediction_id"], "label": 151.0} for a in answered]
+        assert service.client.post("/feedback", json={"labels": labels}).json() == {"received": 2, "matched": 2}
+        refused = service.client.post("/feedback", json={"labels": [{"prediction_id": "x", "label": "high"}]})
+        assert refused.status_code == 400
+        assert "label 'high' is not a finite number (a regression's label is the true value)" in refused.text
+
         # `ml-platform check`: the gate re-run, RMSE per sex against its floor, robustness of the predictions,
         # this endpoint replaying the regression set; known-hard cases are classification-only for now.
         report = run_checks(load_config(diabetes_config), layers=("model", "infrastructure"), endpoint=service.url)
@@ -138,6 +145,11 @@ def test_diabetes_regression_from_raw_batches_to_a_gated_champion(platform_env, 
     assert today["labelled_rows"] == len(stored) and today["rolling_metric"] == pytest.approx(-rmse)
     assert 30 < rmse < 70 and today["below_floor"] is False and not live["sustained_breach"]
     assert second.checks["live_performance:live_metric_slo"]["passed"]
+    # The ML Test Score's "offline and online metrics correlate": the live RMSE against the champion's holdout RMSE.
+    readiness = run_checks(load_config(diabetes_config), layers=("data",), readiness=True).readiness
+    [correlate] = [r for r in readiness["rows"] if r["test"] == "Offline and online metrics correlate"]
+    note = correlate["evidence"]["live_vs_offline"]["note"]
+    assert note.startswith(f"live neg_rmse {-rmse:.4f} vs holdout -") and correlate["state"] in ("pass", "fail"), note
     gate = second.outputs["champion_model"]
     assert gate["challenger_version"] == "2" and gate["decision"] in {"promoted", "rejected"}
     assert any("vs champion" in r for r in gate["reasons"]), gate["reasons"]

@@ -79,3 +79,21 @@ def test_a_rolled_back_canary_blocks_the_sign_off():
             "evidence_sha256": "abc", "canary": "rolled_back"}
     verdict = check_approval(tags=tags, approvers=["alice"], current_evidence="abc")
     assert not verdict.ok and "canary was rolled back" in verdict.reason
+
+
+def test_a_regression_canary_judges_the_live_rmse_against_the_champions():
+    rng = np.random.default_rng(4)
+    truth = rng.uniform(50, 300, 400)
+    close = [(float(t + rng.normal(0, 40)), float(t)) for t in truth]
+    closer = [(float(t + rng.normal(0, 38)), float(t)) for t in truth]
+    worse = [(float(t + rng.normal(0, 60)), float(t)) for t in truth]
+    scores = rng.uniform(50, 300, 1000)
+    held = judge(window(scores=scores, labelled=close), window(scores=scores, labelled=closer), RAILS, "regression")
+    assert held.status == "hold", held.reasons
+    assert held.evidence["challenger_live_rmse"] < held.evidence["champion_live_rmse"]
+    breach = judge(window(scores=scores, labelled=close), window(scores=scores, labelled=worse), RAILS, "regression")
+    assert breach.status == "breach" and len(breach.reasons) == 1
+    assert breach.reasons[0].startswith("live RMSE 5") and "allowed +10%" in breach.reasons[0]
+    # Too few labelled rows on a side: the live RMSE is not judged yet.
+    few = judge(window(scores=scores, labelled=close), window(scores=scores, labelled=worse[:20]), RAILS, "regression")
+    assert few.status == "hold" and "challenger_live_rmse" not in few.evidence
