@@ -261,7 +261,8 @@ def _preflight(subject: Subject, layers: tuple[str, ...], override: Path | None)
     perturbation_columns(X, checks.perturbation.columns)
     if checks.known_hard_cases:
         found["hard_cases"] = load_hard_cases(subject.config.resolve_path(checks.known_hard_cases),
-                                              subject.input_kinds(), subject.config.data.columns)
+                                              subject.input_kinds(), subject.config.data.columns,
+                                              subject.config.model.task)
     return found
 
 
@@ -396,16 +397,20 @@ def _known_hard_cases(subject: Subject, inputs: dict) -> Outcome:
     if cases is None:
         return Outcome("skip", "no known-hard cases file configured (checks.known_hard_cases)",
                        numbers={"configured": False})
-    if subject.config.model.task == "regression":
-        return Outcome("skip", "known-hard cases expect labels and probabilities: not run for a regression model "
-                       "(model.task: regression) yet", numbers={"configured": True})
     model, columns = subject.model, subject.columns
-    classes = [c.item() if hasattr(c, "item") else c for c in model.classes_]
-    positive = classes.index(subject.config.data.positive_label)
+    if subject.config.model.task == "regression":
+        classes: list[Any] = []
 
-    def score(rows: list[dict]) -> tuple[list[float], list[Any]]:
-        proba = np.asarray(model.predict_proba(pd.DataFrame(rows, columns=columns)))
-        return [float(p) for p in proba[:, positive]], [classes[i] for i in np.argmax(proba, axis=1)]
+        def score(rows: list[dict]) -> tuple[list[float], list[Any]]:
+            predicted = [float(v) for v in model.predict(pd.DataFrame(rows, columns=columns))]
+            return predicted, predicted
+    else:
+        classes = [c.item() if hasattr(c, "item") else c for c in model.classes_]
+        positive = classes.index(subject.config.data.positive_label)
+
+        def score(rows: list[dict]) -> tuple[list[float], list[Any]]:
+            proba = np.asarray(model.predict_proba(pd.DataFrame(rows, columns=columns)))
+            return [float(p) for p in proba[:, positive]], [classes[i] for i in np.argmax(proba, axis=1)]
 
     outcome = evaluate_hard_cases(cases, score, classes)
     return Outcome(outcome.status, outcome.summary, [f"file {cases.path}", *outcome.details], outcome.numbers)

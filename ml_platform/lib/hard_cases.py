@@ -7,7 +7,7 @@ columns of the feature table that `/invocations` takes:
     cases:
       - name: brand-new fiber customer with many support calls
         row: {column: value, ...}         # over `base`; together they give every model input
-        expect: {min_score: 0.5}          # optional: min_score, max_score and/or label
+        expect: {min_score: 0.5}          # optional: min_score, max_score and/or label (see below)
     expectations:
       - name: a longer tenure does not raise churn risk
         kind: directional                 # the score moves one way when `change` is applied ...
@@ -19,6 +19,10 @@ columns of the feature table that `/invocations` takes:
         change: {region: [north, south, east, west]}   # a list: each value in turn
         tolerance: 0.1
         cases: [...]
+
+The score is the probability of the positive label for a classification (min_score and max_score between
+0 and 1; `label` the expected class), and the predicted value for a regression (min_score, max_score,
+min_change and tolerance in the target's units; no `label`).
 
 A change sets a column to a value, adds to it (`{add: n}`), or tries each value of a list. Columns that
 are computed from others (dbt features) are the file's to change along: the model sees its inputs only.
@@ -47,9 +51,9 @@ class _Strict(BaseModel):
 
 
 class Expected(_Strict):
-    min_score: float | None = Field(None, ge=0, le=1)
-    max_score: float | None = Field(None, ge=0, le=1)
-    label: Any = None
+    min_score: float | None = None  # a probability (classification) or a predicted value (regression)
+    max_score: float | None = None
+    label: Any = None  # classification only
 
     @model_validator(mode="after")
     def _something(self) -> Expected:
@@ -132,9 +136,11 @@ class HardCases:
     notes: list[str] = field(default_factory=list)
 
 
-def load_hard_cases(path: Path, inputs: dict[str, str], contract: dict[str, Any]) -> HardCases:
-    """Read and check the file against the model's inputs (`{column: 'number'|'integer'|'text'|'boolean'}`)
-    and the data contract's allowed categories. Raises HardCasesError naming the entry and field."""
+def load_hard_cases(path: Path, inputs: dict[str, str], contract: dict[str, Any],
+                    task: str = "classification") -> HardCases:
+    """Read and check the file against the model's inputs (`{column: 'number'|'integer'|'text'|'boolean'}`),
+    the data contract's allowed categories and the task (what a score is). Raises HardCasesError naming the
+    entry and field."""
     where = str(path)
     try:
         raw = yaml.safe_load(Path(path).read_text())
@@ -166,6 +172,8 @@ def load_hard_cases(path: Path, inputs: dict[str, str], contract: dict[str, Any]
     rows = {}
     for i, case in enumerate(spec.cases):
         entry = f"cases[{i}] '{case.name}'"
+        if problem := _expect_problem(case.expect, task):
+            raise HardCasesError(f"{where}: {entry}: expect: {problem}")
         for column, value in case.row.items():
             check_value(f"{entry}: row", column, value)
         row = {**spec.base, **case.row}
@@ -186,8 +194,25 @@ def load_hard_cases(path: Path, inputs: dict[str, str], contract: dict[str, Any]
     return HardCases(path=Path(path), rows=rows, spec=spec)
 
 
+def _expect_problem(expect: Expected | None, task: str) -> str | None:
+    if expect is None:
+        return None
+    if task == "regression":
+        if expect.label is not None:
+            return ("a regression has no label: expect min_score and/or max_score, bounds of the predicted value")
+        if expect.min_score is None and expect.max_score is None:
+            return "expect needs min_score or max_score"
+        return None
+    for name in ("min_score", "max_score"):
+        value = getattr(expect, name)
+        if value is not None and not 0 <= value <= 1:
+            return f"{name} {value:g} is not a probability between 0 and 1 (the score of a classification)"
+    return None
+
+
 def evaluate_hard_cases(cases: HardCases, score: Any, classes: list[Any]) -> Outcome:
-    """Score every case and every changed case (`score(rows) -> (scores, labels)`), and judge each expectation."""
+    """Score every case and every changed case (`score(rows) -> (scores, labels)`), and judge each expectation.
+    `classes` are a classifier's (empty for a regression, whose labels are its scores)."""
     names = list(cases.rows)
     scores, labels = score([cases.rows[n] for n in names])
     base = dict(zip(names, scores, strict=True))

@@ -35,6 +35,7 @@ def diabetes_config(tmp_path: Path) -> Path:
     folder = tmp_path / "diabetes"
     folder.mkdir()
     shutil.copy(EXAMPLE / "diabetes_model.py", folder / "diabetes_model.py")
+    shutil.copy(EXAMPLE / "known_hard_cases.yaml", folder / "known_hard_cases.yaml")
     config = yaml.safe_load((EXAMPLE / "ml_platform.yaml").read_text())
     config["checks"]["reproduce"] = False
     (folder / "ml_platform.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
@@ -104,13 +105,14 @@ def test_diabetes_regression_from_raw_batches_to_a_gated_champion(platform_env, 
         assert "label 'high' is not a finite number (a regression's label is the true value)" in refused.text
 
         # `ml-platform check`: the gate re-run, RMSE per sex against its floor, robustness of the predictions,
-        # this endpoint replaying the regression set; known-hard cases are classification-only for now.
+        # the known-hard patients (bounds of the predicted progression), this endpoint replaying the regression set.
         report = run_checks(load_config(diabetes_config), layers=("model", "infrastructure"), endpoint=service.url)
     status = {r.name: r.status for r in report.results}
-    passing = ("training_converges", "promotion_gate", "slices", "robustness", "artifact_digest", "serving",
-               "regression_set")
+    passing = ("training_converges", "promotion_gate", "slices", "robustness", "known_hard_cases", "artifact_digest",
+               "serving", "regression_set")
     assert {k: status[k] for k in passing} == dict.fromkeys(passing, "pass"), report.results
-    assert status["known_hard_cases"] == "skip"
+    hard = next(r for r in report.results if r.name == "known_hard_cases")
+    assert hard.numbers == {"cases": 3, "expectations": 3, "changed_cases": 1 + 1 + 6}, hard.numbers
     slices = next(r for r in report.results if r.name == "slices")
     assert set(slices.numbers["slices"]) == {"1", "2"} and slices.numbers["metric"] == "neg_rmse"
 

@@ -120,6 +120,9 @@ def test_unknown_columns_and_wrong_values_are_named(tmp_path, mutate, message):
      "change.tenure: {'plus': 3} is not a value, a list of values or {add: <number>}"),
     (lambda c: c["cases"][1].update(expect={}),
      "cases[1] 'loyal': expect: expect needs min_score, max_score or label"),
+    (lambda c: c["cases"][0]["expect"].update(min_score=1.5),
+     "cases[0] 'new monthly': expect: min_score 1.5 is not a probability between 0 and 1 (the score of a "
+     "classification)"),
     (lambda c: c["cases"].append({"name": "loyal"}), "cases: names must be unique (['loyal'] repeated)"),
     (lambda c: c.update(extra=1), "extra: Extra inputs are not permitted"),
 ])
@@ -149,3 +152,51 @@ def test_the_demo_file_matches_the_demo_features():
               "calls_per_tenure_year": "number", "is_month_to_month": "integer", "has_fiber": "integer"}
     cases = load_hard_cases(PROJECT_ROOT / config.checks.known_hard_cases, inputs, config.data.columns)
     assert len(cases.rows) == 6 and len(cases.spec.expectations) == 4
+
+
+# -- a regression's score is the predicted value ------------------------------------------------------------
+def regression_file() -> dict:
+    return {
+        "base": {"tenure": 12, "charges": 50.0, "plan": "yearly", "senior": 0.0},
+        "cases": [{"name": "big spender", "row": {"charges": 120.0}, "expect": {"min_score": 200, "max_score": 260}},
+                  {"name": "small spender", "row": {"charges": 20.0}}],
+        "expectations": [
+            {"name": "higher charges, higher spend", "kind": "directional", "score": "higher", "min_change": 15,
+             "change": {"charges": {"add": 10}}},
+            {"name": "seniority moves the spend by at most 5", "kind": "invariance", "tolerance": 5,
+             "change": {"senior": [0.0, 1.0]}},
+        ],
+    }
+
+
+def spend_model(rows: list[dict]) -> tuple[list[float], list[float]]:
+    """Yearly spend: twice the monthly charges plus the tenure; seniority adds 3."""
+    spend = [2.0 * r["charges"] + r["tenure"] + 3.0 * r["senior"] for r in rows]
+    return spend, spend
+
+
+def test_a_regression_case_expects_bounds_of_the_predicted_value_in_the_targets_units(tmp_path):
+    cases = load_hard_cases(write(tmp_path, regression_file()), INPUTS, CONTRACT, task="regression")
+    outcome = evaluate_hard_cases(cases, spend_model, [])
+    assert outcome.status == "pass", outcome
+    assert "case 'big spender': score 252.0000 as expected" in outcome.details
+
+    too_high = regression_file()
+    too_high["cases"][0]["expect"]["max_score"] = 250
+    too_high["expectations"][1]["tolerance"] = 2
+    failed = evaluate_hard_cases(load_hard_cases(write(tmp_path, too_high), INPUTS, CONTRACT, task="regression"),
+                                 spend_model, [])
+    assert failed.status == "fail"
+    assert failed.details[:2] == [
+        "case 'big spender': score 252.0000 > max_score 250.0",
+        "expectation 'seniority moves the spend by at most 5' broken on 2 of 4: case 'big spender' with senior=1.0: "
+        "252.0000 → 255.0000 (moved +3.0000, more than the tolerance 2); case 'small spender' with senior=1.0: "
+        "52.0000 → 55.0000 (moved +3.0000, more than the tolerance 2)"]
+
+
+def test_a_regression_case_with_a_label_is_refused(tmp_path):
+    content = regression_file()
+    content["cases"][0]["expect"] = {"label": 1}
+    with pytest.raises(HardCasesError, match=r"cases\[0\] 'big spender': expect: a regression has no label: expect "
+                                             r"min_score and/or max_score, bounds of the predicted value"):
+        load_hard_cases(write(tmp_path, content), INPUTS, CONTRACT, task="regression")
