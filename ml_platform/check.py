@@ -544,9 +544,12 @@ class ServedModel:
     log_path: Path | None
 
     def _request(self, path: str, payload: Any = None) -> tuple[int, Any]:
+        from ml_platform.serving.traffic import CHECK_HEADER
+
         data = None if payload is None else json.dumps(payload).encode()
+        # The check header: the endpoint answers with its champion and logs these rows apart from traffic.
         request = urllib.request.Request(self.url + path, data=data, method="POST" if data else "GET",
-                                         headers={"Content-Type": "application/json"})
+                                         headers={"Content-Type": "application/json", CHECK_HEADER: "1"})
         token = os.environ.get("ML_PLATFORM_SERVING_TOKEN")
         if token:
             request.add_header("Authorization", f"Bearer {token}")

@@ -20,8 +20,8 @@ label); `is_positive` says whether it is the positive label (null for a regressi
 - an online prediction: the date it was logged (`logged_at`, UTC): a request is its own event.
 The day is decided once, when the label is ingested, so rebuilding the feature table later moves nothing.
 
-Shadow predictions (a challenger's answers that only went to the log) are not labelled: live performance
-is the performance of what was served.
+Shadow predictions (a challenger's answers that only went to the log) and the rows of `ml-platform check` are
+not labelled: live performance is the performance of what was served to the model's users.
 """
 
 from __future__ import annotations
@@ -188,7 +188,7 @@ def known_predictions_query(*, batch_table: str | None, log_table: str | None, f
     if log_table:
         parts.append(f"select p.prediction_id, p.entity_id, p.model_name, p.model_version, 'online' as source, "
                      f"p.score, cast(p.logged_at as date) as prediction_day from {log_table} p "
-                     f"where p.model_name = ? and p.variant <> 'shadow' and {named}")
+                     f"where p.model_name = ? and p.variant in ('champion', 'challenger') and {named}")
     if not parts:
         raise ValueError("known_predictions_query needs a batch predictions table or a prediction log")
     return " union all ".join(parts)

@@ -32,6 +32,7 @@ from starlette.routing import Route
 
 from ml_platform.serving.schema import MLFLOW_FORMATS, InputError, records_of
 from ml_platform.serving.service import NotReadyError, PredictionService
+from ml_platform.serving.traffic import CHECK_HEADER
 
 log = logging.getLogger("ml_platform.serving")
 TOKEN_ENV = "ML_PLATFORM_SERVING_TOKEN"
@@ -130,7 +131,7 @@ def create_app(service: PredictionService, *, token: str | None = None) -> Starl
         body = await read_json(request, require_json_type=False)
         fmt, records = records_of(body, ("records", "entity_ids", *MLFLOW_FORMATS))
         rows, entities = checked_rows(records, fmt)
-        out = await service.score(rows, entities)
+        out = await service.score(rows, entities, check=CHECK_HEADER in request.headers)
         return _json({"predictions": [
             {"prediction_id": pid, "entity_id": entity, "score": score, "label": label, "model_version": version,
              "variant": variant}
@@ -144,7 +145,7 @@ def create_app(service: PredictionService, *, token: str | None = None) -> Starl
         body = await read_json(request, require_json_type=True)
         fmt, records = records_of(body, MLFLOW_FORMATS)
         rows, entities = checked_rows(records, fmt)
-        out = await service.score(rows, entities)
+        out = await service.score(rows, entities, check=CHECK_HEADER in request.headers)
         return _json({"predictions": out["label"]})
 
     @endpoint("feedback", protected=True)

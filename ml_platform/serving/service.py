@@ -22,7 +22,7 @@ import numpy as np
 from ml_platform.serving.metrics import ServiceMetrics
 from ml_platform.serving.models import LoadedModel, ModelWatcher
 from ml_platform.serving.prediction_log import PredictionLog
-from ml_platform.serving.traffic import CHALLENGER, CHAMPION, SHADOW, TrafficController
+from ml_platform.serving.traffic import CHALLENGER, CHAMPION, CHECK, SHADOW, TrafficController
 
 log = logging.getLogger("ml_platform.serving")
 
@@ -46,6 +46,7 @@ class Job:
     rows: list[dict]
     entity_ids: list[str | None]
     future: asyncio.Future
+    check: bool = False  # sent by `ml-platform check`, not traffic (traffic.CHECK)
     results: dict[str, list] = field(default_factory=dict)
 
 
@@ -101,11 +102,12 @@ class PredictionService:
         return self.models.champion is not None and self.models.first_poll_done.is_set()
 
     # -- scoring -----------------------------------------------------------------------------------
-    async def score(self, rows: list[dict], entity_ids: list[str | None]) -> dict[str, list]:
-        """Queue checked rows; returns per row: prediction_id, score, label, model_version, variant."""
+    async def score(self, rows: list[dict], entity_ids: list[str | None], *, check: bool = False) -> dict[str, list]:
+        """Queue checked rows; returns per row: prediction_id, score, label, model_version, variant. `check`: the
+        rows of `ml-platform check`, answered by the champion and logged as variant `check`, apart from traffic."""
         if self.models.champion is None:
             raise NotReadyError(f"no champion of model '{self.config.model.name}' is loaded yet")
-        job = Job(rows, entity_ids, asyncio.get_running_loop().create_future())
+        job = Job(rows, entity_ids, asyncio.get_running_loop().create_future(), check=check)
         self._pending.append(job)
         self._wakeup.set()
         self._arrival.set()
@@ -156,20 +158,22 @@ class PredictionService:
         champion, challenger = self.models.champion, self.models.challenger
         rows = [r for job in batch for r in job.rows]
         entities = [e for job in batch for e in job.entity_ids]
+        checks = [job.check for job in batch for _ in job.rows]
         ids = [uuid.uuid4().hex for _ in rows]
         variants = [CHAMPION] * len(rows)
         if challenger is not None and self.traffic.share > 0:
             variants = [self.traffic.route(e if e is not None else pid) for e, pid in zip(entities, ids, strict=True)]
+        variants = [CHECK if check else v for v, check in zip(variants, checks, strict=True)]
         scores = np.empty(len(rows))
         labels = np.empty(len(rows), dtype=object)
         versions = [""] * len(rows)
-        for variant, model in ((CHAMPION, champion), (CHALLENGER, challenger)):
+        for variant, model in ((CHAMPION, champion), (CHALLENGER, challenger), (CHECK, champion)):
             index = [i for i, v in enumerate(variants) if v == variant]
             if not index:
                 continue
             result = self._call(variant, model, [rows[i] for i in index], [ids[i] for i in index],
                                 [entities[i] for i in index])
-            if result is None and variant == CHAMPION:
+            if result is None and variant in (CHAMPION, CHECK):
                 raise RuntimeError(f"champion version {champion.version} failed to score the request (see the log)")
             if result is None:  # the challenger failed: the champion answers these rows instead
                 result = self._call(CHAMPION, champion, [rows[i] for i in index], [ids[i] for i in index],
@@ -191,7 +195,10 @@ class PredictionService:
                            "variant": variants[start:end]}
             start = end
         if challenger is not None and self.traffic.shadowing:
-            return challenger, rows, ids, entities
+            traffic = [i for i, check in enumerate(checks) if not check]
+            if traffic:
+                return (challenger, [rows[i] for i in traffic], [ids[i] for i in traffic],
+                        [entities[i] for i in traffic])
         return None
 
     def _call(self, variant: str, model: LoadedModel, rows: list[dict], ids: list[str],
@@ -202,14 +209,16 @@ class PredictionService:
         except Exception as exc:
             self.metrics.model_errors.labels(variant).inc()
             log.error("%s version %s failed on %d rows: %s", variant, model.version, len(rows), exc)
-            self.traffic.observe(variant, rows=len(rows), errors=len(rows),
-                                 latency_ms=(time.perf_counter() - started) * 1000, scores=[], prediction_ids=[])
+            if variant != CHECK:  # a check's rows are no canary evidence
+                self.traffic.observe(variant, rows=len(rows), errors=len(rows),
+                                     latency_ms=(time.perf_counter() - started) * 1000, scores=[], prediction_ids=[])
             return None
         latency_ms = (time.perf_counter() - started) * 1000
         self.metrics.model_latency.labels(variant).observe(latency_ms / 1000)
         self.metrics.predictions.labels(variant, model.version).inc(len(rows))
-        self.traffic.observe(variant, rows=len(rows), errors=0, latency_ms=latency_ms, scores=scores,
-                             prediction_ids=ids)
+        if variant != CHECK:
+            self.traffic.observe(variant, rows=len(rows), errors=0, latency_ms=latency_ms, scores=scores,
+                                 prediction_ids=ids)
         self.prediction_log.append(prediction_ids=ids, entity_ids=entities, model_name=model.name,
                                    model_version=model.version, variant=variant, scores=scores, labels=labels,
                                    latency_ms=latency_ms, rows=rows)

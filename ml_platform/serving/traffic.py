@@ -22,6 +22,10 @@ from ml_platform.lib.canary import VariantWindow, goes_to_challenger, judge
 log = logging.getLogger("ml_platform.serving")
 
 CHAMPION, CHALLENGER, SHADOW = "champion", "challenger", "shadow"
+# Requests of `ml-platform check` (header CHECK_HEADER): the champion answers them, and they are logged under this
+# variant, apart from traffic: no canary evidence, no traffic drift, no late labels, no cost.
+CHECK = "check"
+CHECK_HEADER = "X-ML-Platform-Check"
 _JUDGE_EVERY_SECONDS = 0.5
 _REMEMBERED_PREDICTIONS = 200_000  # prediction id -> (variant, score), for labels that arrive later
 

@@ -17,6 +17,7 @@ import pytest
 from ml_platform.lib.canary import goes_to_challenger
 from ml_platform.resources import Governance, ModelRegistry, Warehouse
 from ml_platform.runner import run_lifecycle
+from ml_platform.serving.traffic import CHECK_HEADER
 from ml_platform.settings import ALERTS_TABLE, AUDIT_TABLE, PREDICTION_LOG_TABLE
 from ml_platform_tests.conftest import platform_home, write_config
 from ml_platform_tests.serving_support import FAIL_ENV, register_version, running_service
@@ -267,6 +268,9 @@ def test_canary_routes_a_stable_share_by_entity(served, home, tmp_path):
             for p in svc.client.post("/predict", json={"records": records[start:start + 100]}).json()["predictions"]:
                 variants[p["entity_id"]] = p["variant"]
         again = svc.client.post("/predict", json={"records": records[:100]}).json()["predictions"]
+        # `ml-platform check`'s rows (its header) go to the champion whatever the canary routes, logged apart.
+        checked = svc.client.post("/predict", json={"records": records[:100]}, headers={CHECK_HEADER: "1"}).json()
+        assert {(p["variant"], p["model_version"]) for p in checked["predictions"]} == {("check", "1")}
         assert svc.version()["canary"]["status"] == "running"
     share = Counter(variants.values())["challenger"] / len(variants)
     assert 0.26 <= share <= 0.34, share

@@ -35,7 +35,7 @@ def cost_report(context: dg.AssetExecutionContext, project: ProjectResource, reg
     served = pd.DataFrame()
     if warehouse.table_exists(PREDICTION_LOG_TABLE):
         served = warehouse.query(f"select latency_ms from {PREDICTION_LOG_TABLE} where model_name = ? and "
-                                 "logged_at >= ?", [name, since])
+                                 "variant <> 'check' and logged_at >= ?", [name, since])
     if len(served):
         metrics["latency_p99_ms"] = float(served["latency_ms"].quantile(0.99))
     batch = 0
