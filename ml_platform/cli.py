@@ -161,9 +161,9 @@ def main(argv: list[str] | None = None) -> int:
 
 @contextlib.contextmanager
 def _progress(args: argparse.Namespace, stream: Any = None) -> Iterator[Callable[[Any], None] | None]:
-    """A progress bar for the runs of a long command (`run`, `demo`), one run at a time: the run, its steps done
-    out of its total, the time and the step running now. Only for a person at a terminal: nothing with --json,
-    when `stream` (default stderr) is not a terminal, or with ML_PLATFORM_NO_PROGRESS set."""
+    """A progress bar for the runs of a long command (`run`, `demo`, `reproduce`), one run at a time: the run, its
+    steps done out of its total, the time and the step running now. Only for a person at a terminal: nothing with
+    --json, when `stream` (default stderr) is not a terminal, or with ML_PLATFORM_NO_PROGRESS set."""
     stream = stream or sys.stderr
     if getattr(args, "json", False) or not stream.isatty() or os.environ.get("ML_PLATFORM_NO_PROGRESS"):
         yield None
@@ -481,7 +481,8 @@ def _print_lineage(record: dict) -> None:
 def _reproduce(args, config) -> int:
     from ml_platform.reproduce import reproduce_version
 
-    result = reproduce_version(config.model.name, args.version)
+    with _progress(args) as progress:  # retraining takes as long as the training did
+        result = reproduce_version(config.model.name, args.version, progress=progress)
 
     def human(r: dict) -> None:
         print((_color("match", GREEN) if r["match"] else _color("NO MATCH", RED)) + f": version {r['version']} "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +25,17 @@ class ReproductionError(RuntimeError):
     """The version cannot be reproduced: unknown, or its training snapshot is missing or altered."""
 
 
-def reproduce_version(model_name: str, version: str) -> dict:
+# What a reproduction does, in order: the steps its progress reports count.
+STEPS = ("read the training snapshot", "compare the environment", "fit", "evaluate on the holdout")
+
+
+def reproduce_version(model_name: str, version: str, progress: Callable[[Any], None] | None = None) -> dict:
     """Retrain `model_name` version `version` from its recorded snapshot, config, split and seed; evaluate
-    it on the holdout as the platform does, and compare with the registered run's `holdout_*` metrics."""
+    it on the holdout as the platform does, and compare with the registered run's `holdout_*` metrics.
+    `progress` is called with a runner.RunProgress (job `reproduce`, the MLflow run) as each of STEPS starts."""
     from ml_platform.resources import ModelRegistry
     from ml_platform.resources.registry import RegistryError
+    from ml_platform.runner import RunProgress
 
     version = str(version)
     # An unknown version is bad input: LineageError (a LookupError) goes up as it is; the CLI exits 2.
@@ -53,22 +60,37 @@ def reproduce_version(model_name: str, version: str) -> dict:
               "data_snapshot_path": str(snapshot_path), "config_sha256": lineage["config_sha256"]},
     )
     run_id = run.info.run_id
+
+    def step(done: int, *, failed: bool = False) -> None:
+        if progress is not None:
+            progress(RunProgress(run_id, "reproduce", done=done, total=len(STEPS), failed=int(failed),
+                                 current=STEPS[done] if done < len(STEPS) else None,
+                                 finished=failed or done == len(STEPS)))
+
+    done = 0
     try:
+        step(done)
         config = recorded_config(lineage, registered.tags.get("config_file"))
         frame = _read_training_snapshot(snapshot_path, snapshot_sha)
+        step(done := 1)
         warnings, current_commit = _environment_warnings(lineage, registered.tags, config)
         if config.fingerprint() != lineage["config_sha256"]:
             warnings.append(
                 f"the recorded config re-validates to fingerprint {config.fingerprint()[:12]}…, not the recorded "
                 f"{lineage['config_sha256'][:12]}…: the config schema changed since training"
             )
-        reproduced = _retrain_and_evaluate(frame, config)
+        step(done := 2)
+        split, pipeline = _retrain(frame, config)
+        step(done := 3)
+        reproduced = _evaluate(split, pipeline, config)
         result = _compare(model_name, version, registered_run.data.metrics, reproduced, warnings)
         result.update(reproduction_run_id=run_id, registered_run_id=lineage["run_id"], snapshot_sha256=snapshot_sha)
     except Exception as exc:
+        step(done, failed=True)
         client.set_tag(run_id, "failure_reason", str(exc)[:5000])
         client.set_terminated(run_id, status="FAILED")
         raise
+    step(len(STEPS))
 
     registry.log_to_run(run_id, metrics={f"holdout_{k}": v for k, v in reproduced.items()})
     for key, value in {"match": str(result["match"]).lower(), "differences": ",".join(result["differences"]),
@@ -111,13 +133,18 @@ def _read_training_snapshot(path: Path, sha256: str) -> Any:
         raise ReproductionError(f"training {exc}; the version cannot be reproduced from it") from None
 
 
-def _retrain_and_evaluate(frame: Any, config: Any) -> dict[str, float]:
-    from ml_platform.defs.evaluation.assets import evaluate_on_holdout
+def _retrain(frame: Any, config: Any) -> tuple[Any, Any]:
     from ml_platform.lib.modeling import build_pipeline, split_training_data
 
     split = split_training_data(frame, config)
     pipeline = build_pipeline(config, split.X_train)
     pipeline.fit(split.X_train, split.y_train)
+    return split, pipeline
+
+
+def _evaluate(split: Any, pipeline: Any, config: Any) -> dict[str, float]:
+    from ml_platform.defs.evaluation.assets import evaluate_on_holdout
+
     return dict(evaluate_on_holdout(pipeline, split, config).metrics)
 
 
@@ -168,7 +195,8 @@ def _environment_warnings(lineage: dict, tags: dict[str, str], config: Any) -> t
         from ml_platform.defs.features.project import prepare_manifest
         from ml_platform.lib.feature_version import feature_code_version
 
-        current_features, _ = feature_code_version(prepare_manifest(), config.features.dbt_model)
+        current_features, _ = feature_code_version(prepare_manifest(settings.dbt_project_dir()),
+                                                   config.features.dbt_model)
     except Exception as exc:  # a warning, not a failure: the snapshot already holds the features
         warnings.append(f"could not compute the current feature code version: {exc}")
     else:

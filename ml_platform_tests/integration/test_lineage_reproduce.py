@@ -128,6 +128,9 @@ def test_reproduce_command_in_a_fresh_process_matches_the_registered_metrics_exa
     assert {"roc_auc", "f1", "log_loss", "brier", "ece", "positive_rate", "rows"} <= set(result["compared"])
     assert all(c["equal"] and c["registered"] == c["reproduced"] for c in result["compared"].values())
     assert set(result["excluded"]) == {"latency_p99_ms"}
+    # The dbt models are those the version was trained with: no warning about the feature code, not even that it
+    # could not be compared.
+    assert not [w for w in result["warnings"] if "feature code version" in w], result["warnings"]
     assert result["snapshot_sha256"] == lineage_for_version(MODEL, "1")["data_snapshot"]["sha256"]
     run = registry.run(result["reproduction_run_id"])
     assert run.info.status == "FINISHED"
@@ -137,6 +140,16 @@ def test_reproduce_command_in_a_fresh_process_matches_the_registered_metrics_exa
     assert len(registry.versions(MODEL)) == versions_before, "reproducing must not register a version"
 
 
+def test_reproduce_reports_each_step_as_it_starts_for_the_progress_bar(lifecycle):
+    reports = []
+    result = reproduce_version(MODEL, "1", progress=reports.append)
+    assert result["match"] is True, result
+    assert [(r.done, r.total, r.current, r.finished) for r in reports] == [
+        (0, 4, "read the training snapshot", False), (1, 4, "compare the environment", False),
+        (2, 4, "fit", False), (3, 4, "evaluate on the holdout", False), (4, 4, None, True)]
+    assert {(r.job_name, r.run_id, r.failed) for r in reports} == {("reproduce", result["reproduction_run_id"], 0)}
+
+
 def test_reproduce_refuses_a_missing_snapshot_and_records_the_attempt(lifecycle, tmp_path):
     registry = ModelRegistry()
     champion = registry.champion_version(MODEL)
@@ -144,8 +157,10 @@ def test_reproduce_refuses_a_missing_snapshot_and_records_the_attempt(lifecycle,
     failed_before = len(_failed_attempts(registry))
     shutil.move(snapshot, tmp_path / snapshot.name)
     try:
+        reports = []
         with pytest.raises(ReproductionError, match=rf"training snapshot {re.escape(str(snapshot))} is missing"):
-            reproduce_version(MODEL, "1")
+            reproduce_version(MODEL, "1", progress=reports.append)
+        assert [(r.done, r.failed, r.finished) for r in reports] == [(0, 0, False), (0, 1, True)]
     finally:
         shutil.move(tmp_path / snapshot.name, snapshot)
 
