@@ -116,6 +116,7 @@ def walk_through(page, dagster_url: str, mlflow_url: str, folder: Path) -> list[
 
     # The MLflow UI: the registered model, its version 1 holding the alias `champion`.
     page.goto(f"{mlflow_url}/#/models/churn")
+    _close_mlflow_assistant(page)
     expect(page.get_by_text("Predicts which customers will cancel").first).to_be_visible()
     expect(page.get_by_text("becomes champion (risk tier low: no sign-off)").first).to_be_visible()
     expect(page.get_by_text("Version 1").first).to_be_visible()
@@ -139,3 +140,15 @@ def _dismiss_dagster_welcome(page) -> None:
     except PlaywrightTimeout:  # not shown (dismissed before, or a Dagster without it): nothing to do
         return
     skip.click()
+
+
+def _close_mlflow_assistant(page) -> None:
+    """MLflow 3.17 opens its Assistant panel beside every page on a first visit, over a quarter of the screen; a
+    person closes it (the X beside its Settings), and it stays closed. Not shown: nothing to do."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    close = page.get_by_role("button", name="Settings").locator("xpath=following-sibling::button[@aria-label='Close'][1]")
+    try:
+        close.click(timeout=10_000)
+    except PlaywrightTimeout:
+        return
