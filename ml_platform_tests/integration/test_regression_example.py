@@ -4,6 +4,7 @@ real Dagster, dbt on DuckDB, GX, scikit-learn, MLflow and Evidently (docs/exampl
 import importlib.util
 import json
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -163,3 +164,34 @@ def test_diabetes_regression_from_raw_batches_to_a_gated_champion(platform_env, 
     drift = second.outputs["drift_report"]
     assert Path(drift["report_path"]).exists() and set(drift["columns"]) >= {"bmi", "bp", "s5"}
     assert len(Warehouse().query("select * from serving.batch_predictions")) == 442
+
+    # A canary of the other version is judged on live RMSE. Labels sent to /feedback that are true for the
+    # champion's answers and 80 above the truth for the challenger's put its live RMSE far over the champion's
+    # (more than serving.canary.guardrails.max_rmse_increase, 10 %): the canary rolls back.
+    champion = registry.champion_version("diabetes")
+    challenger = "1" if champion == "2" else "2"
+    registry.set_alias("diabetes", "challenger", challenger)
+    raw = yaml.safe_load(diabetes_config.read_text())
+    raw["serving"] = {"canary": {"mode": "canary", "steps": [50, 100], "step_seconds": 3600,
+                                 "guardrails": {"min_requests": 20, "max_score_psi": 50, "latency_slack_ms": 5000}}}
+    canary_config = diabetes_config.with_name("canary.yaml")
+    canary_config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    with running_service(canary_config, platform_env) as service:
+        service.wait_for(lambda: service.version()["canary"]["status"] == "running", what="the canary")
+        answered = []
+        for start in range(0, 200, 20):
+            answered += service.client.post("/predict", json={"entity_ids": [f"P{i:04d}" for i in
+                                                                             range(start, start + 20)]}).json()["predictions"]
+        shares = Counter(a["variant"] for a in answered)
+        assert shares["champion"] >= 30 and shares["challenger"] >= 30, shares
+        labels = [{"prediction_id": a["prediction_id"],
+                   "label": float(truth[a["entity_id"]]) + (80.0 if a["variant"] == "challenger" else 0.0)}
+                  for a in answered]
+        assert service.client.post("/feedback", json={"labels": labels}).json()["matched"] == len(labels)
+        state = service.wait_for(lambda: (s := service.version()["canary"])["status"] == "rolled_back" and s,
+                                 what="canary rollback")
+        service.wait_for(lambda: registry.version("diabetes", challenger).tags.get("canary"), what="the version tag")
+    [reason] = state["reasons"]
+    assert reason.startswith("live RMSE ") and "allowed +10%" in reason, reason
+    assert state["evidence"]["challenger_live_rmse"] > 1.1 * state["evidence"]["champion_live_rmse"]
+    assert registry.version("diabetes", challenger).tags["canary"] == "rolled_back"
