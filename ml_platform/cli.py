@@ -229,14 +229,17 @@ def _init(args) -> int:
     except init.InitError as exc:
         print(_color("init: ", RED) + str(exc), file=sys.stderr)
         return 2
-    payload = {"model": found.name, "rows": found.rows, "target": found.target, "labels": found.labels,
+    payload = {"model": found.name, "rows": found.rows, "task": found.task, "target": found.target,
+               "labels": found.labels,
                "positive_label": found.positive_label, "id_column": found.id_column,
                "timestamp_column": found.timestamp_column, "workspace_entry_added": bool(entry),
                "columns": {g.name: g.type for g in found.columns}, "written": [str(p) for p in files]}
 
     def human(_: Any) -> None:
         print(_color(f"{found.name}: {found.rows} rows, {len(found.columns)} columns", BOLD))
-        print(f"  target {found.target} (labels {found.labels}, positive {found.positive_label!r}); "
+        outcome = ("a regression: a numeric target" if found.task == "regression"
+                   else f"labels {found.labels}, positive {found.positive_label!r}")
+        print(f"  target {found.target} ({outcome}); "
               f"id {found.id_column or 'none'}; timestamp {found.timestamp_column or 'none'}")
         for path in files:
             print(f"  {_color('wrote', GREEN)} {path}")

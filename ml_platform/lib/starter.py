@@ -1,7 +1,8 @@
 """`ml-platform init`: a starter project config and dbt feature model from a team's data file.
 
 It reads the file, infers each column's contract (type, nulls, categories), suggests the target, id and
-timestamp columns, and writes text a person reads and edits: the YAML is written by hand (not dumped) so
+timestamp columns, tells the task from the target (two values: a binary classification; a number with more: a
+regression), and writes text a person reads and edits: the YAML is written by hand (not dumped) so
 that every field carries a comment saying what it does. Nothing existing is overwritten unless asked.
 """
 
@@ -47,6 +48,7 @@ class Starter:
     positive_label: Any
     id_column: str | None
     timestamp_column: str | None
+    task: str = "classification"  # or "regression": a numeric target with more than two values
     pipeline: str | None = None  # the team's own 'module:function' returning a Pipeline
     approvers: list[str] = field(default_factory=list)
 
@@ -85,11 +87,12 @@ def inspect(frame: pd.DataFrame, data_path: Path, *, target: str | None = None, 
         shown = repr(values[0].item() if hasattr(values[0], "item") else values[0]) if len(values) else "only nulls"
         raise InitError(f"target {chosen!r} has a single value ({shown}) in {len(frame)} rows: there is "
                         "nothing to learn; pick another --target or a file that has both outcomes")
-    if len(values) > 2:
-        kind = "a numeric quantity (regression)" if pd.api.types.is_numeric_dtype(frame[chosen]) else "several classes"
-        raise InitError(f"target {chosen!r} has {len(values)} distinct values, which looks like {kind}; init "
-                        "writes binary classification configs (two labels): give a --target with two values")
-    labels = sorted((_plain(v) for v in values), key=str)
+    regression = len(values) > 2 and pd.api.types.is_numeric_dtype(frame[chosen])
+    if len(values) > 2 and not regression:
+        raise InitError(f"target {chosen!r} has {len(values)} distinct values that are not numbers, which looks like "
+                        "several classes; the platform models a binary classification (two labels) or a regression "
+                        "(a numeric target): give such a --target")
+    labels = [] if regression else sorted((_plain(v) for v in values), key=str)
     guesses = [_guess_column(frame[c], c) for c in columns]
     by_name = {g.name: g for g in guesses}
     if id_column and id_column not in columns:
@@ -99,8 +102,8 @@ def inspect(frame: pd.DataFrame, data_path: Path, *, target: str | None = None, 
         by_name[ident].type, by_name[ident].allowed = "string", None
     timestamp = next((g.name for g in guesses if g.type in {"date", "datetime"} and g.name != chosen), None)
     return Starter(name=_model_name(name or data_path.stem), data_path=data_path, rows=len(frame), columns=guesses,
-                   target=chosen, labels=labels, positive_label=_positive(labels, frame[chosen]),
-                   id_column=ident, timestamp_column=timestamp)
+                   target=chosen, labels=labels, positive_label=None if regression else _positive(labels, frame[chosen]),
+                   id_column=ident, timestamp_column=timestamp, task="regression" if regression else "classification")
 
 
 def render(starter: Starter, *, config_path: Path, dbt_dir: Path) -> dict[Path, str]:
@@ -148,8 +151,9 @@ def _guess_column(series: pd.Series, name: str) -> ColumnGuess:
                                               and present.dtype == object):
         guess.type = "boolean"
     elif pd.api.types.is_numeric_dtype(series):
-        integral = bool(len(present)) and bool((present == present.round()).all())
-        guess.type = "integer" if integral else "number"
+        # By the dtype the file reads as, which the contract checks: "151.0" in a CSV is a float column (number),
+        # even when every value is whole.
+        guess.type = "integer" if pd.api.types.is_integer_dtype(series) else "number"
         if len(present):
             guess.low, guess.high = float(present.min()), float(present.max())
     elif pd.api.types.is_datetime64_any_dtype(series) or _parses_as_dates(present):
@@ -253,7 +257,12 @@ def _config_text(s: Starter, config_path: Path, feature_model: str) -> str:
         data_path = s.data_path.resolve()
     optional = lambda value: value if value else "null"  # noqa: E731
     contract = "\n".join(_contract_line(g, s) for g in s.columns)
+    regression = s.task == "regression"
     labels = ", ".join(_yaml_scalar(v) for v in s.labels)
+    task = "  task: regression                      # a numeric target: scores are predicted values\n" if regression else ""
+    outcomes = ("  # a regression has no labels: each batch's target is a number\n" if regression else
+                f"  labels: [{labels}]                    # the exact set of target values a batch may have\n"
+                f"  positive_label: {_yaml_scalar(s.positive_label)} # the outcome the score is the probability of\n")
     return f"""# ml_platform project config, written by `ml-platform init` from {s.data_path.name} ({s.rows} rows).
 # Read it top to bottom and change what does not fit; docs/configuration.md describes every field.
 # Relative paths resolve against this file's folder. Check it with `ml-platform check --only data`.
@@ -265,15 +274,13 @@ model:
   intended_use: ""
   limitations: []
   key_prefix: true                       # asset keys under the model's name (NAME/raw_batch): models share one Dagster
-
+{task}
 data:
   source:
     kind: file                          # file | table | demo
     path: {data_path}                   # each `ml-platform run` ingests this file as a new batch
   target: {_yaml_key(s.target)}         # the column the model predicts
-  labels: [{labels}]                    # the exact set of target values a batch may have
-  positive_label: {_yaml_scalar(s.positive_label)} # the outcome the score is the probability of
-  id_column: {optional(s.id_column)}    # unique per row; keeps an entity on one side of the holdout
+{outcomes}  id_column: {optional(s.id_column)}    # unique per row; keeps an entity on one side of the holdout
   timestamp_column: {optional(s.timestamp_column)} # when the row happened (drift and freshness reports)
   sensitive_column: null                # a column to measure the fairness gap across, e.g. a protected group
   min_rows: {max(1, min(100, s.rows // 10))} # a smaller batch is refused
@@ -289,14 +296,7 @@ training:
   estimator:
 {_estimator_text(s)}
 
-gate:                                # a new model becomes champion only if it passes all of these
-  metric: roc_auc                       # roc_auc | f1 | neg_log_loss | neg_brier
-  min_improvement: 0.002                # a challenger must beat the champion by more than this
-  floor: 0.6                            # the first model must reach this ...
-  baseline_margin: 0.05                 # ... and beat a prior-only baseline by this much
-  max_latency_p99_ms: 100               # guardrails: per-row prediction latency, calibration error, fairness gap
-  max_calibration_error: 0.1
-  max_fairness_gap: 0.15
+{_gate_text(s)}
 
 governance:
   approvers: [{", ".join(_yaml_scalar(a) for a in s.approvers)}] # who may sign off a challenger (MLflow UI tags approval/approver, or `ml-platform approve`)
@@ -305,6 +305,25 @@ drift:
   drifted_share_threshold: 0.3          # dataset drift (and a retraining) when this share of features drift
   method: auto                          # Evidently's test per column; or wasserstein | jensenshannon | psi | ks | chisquare
 """
+
+
+def _gate_text(s: Starter) -> str:
+    if s.task == "regression":
+        return """gate:                                # a new model becomes champion only if it passes all of these
+  metric: r2                            # r2 | neg_rmse | neg_mae (higher is better: RMSE and MAE are negated)
+  min_improvement: 0.002                # a challenger must beat the champion by more than this
+  floor: 0.1                            # the first model must reach this ...
+  baseline_margin: 0.05                 # ... and beat predicting the training mean (R² 0) by this much
+  max_latency_p99_ms: 100               # guardrails: per-row prediction latency, fairness gap (relative RMSE spread)
+  max_fairness_gap: 0.5"""
+    return """gate:                                # a new model becomes champion only if it passes all of these
+  metric: roc_auc                       # roc_auc | f1 | neg_log_loss | neg_brier
+  min_improvement: 0.002                # a challenger must beat the champion by more than this
+  floor: 0.6                            # the first model must reach this ...
+  baseline_margin: 0.05                 # ... and beat a prior-only baseline by this much
+  max_latency_p99_ms: 100               # guardrails: per-row prediction latency, calibration error, fairness gap
+  max_calibration_error: 0.1
+  max_fairness_gap: 0.15"""
 
 
 def _estimator_text(s: Starter) -> str:
@@ -316,7 +335,7 @@ def _estimator_text(s: Starter) -> str:
     params: {{}}                       # keyword arguments passed to the function"""
     return """    # An estimator class: the platform adds imputation, scaling and one-hot encoding in front of it. Or your
     # notebook's own model: `pipeline: your_module:build_pipeline` (a function returning a Pipeline) instead.
-    class: sklearn.ensemble.HistGradientBoostingClassifier
+    class: sklearn.ensemble.HistGradientBoosting""" + ("Regressor" if s.task == "regression" else "Classifier") + """
     params: {max_iter: 200, learning_rate: 0.1}"""
 
 

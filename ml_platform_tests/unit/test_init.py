@@ -53,6 +53,52 @@ def test_init_writes_a_valid_commented_config_and_a_dbt_model(customers, tmp_pat
     assert "unique" in (dbt / "models" / "features" / "customers_features.yml").read_text()
 
 
+def test_a_numeric_target_with_more_than_two_values_makes_a_regression_starter(customers, tmp_path, capsys):
+    config, dbt = tmp_path / "spend" / "ml_platform.yaml", tmp_path / "dbt"
+    code = main(["init", "--data", str(customers), "--target", "seats", "--name", "seats", "--output", str(config),
+                 "--dbt-project", str(dbt), "--json"])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["task"], report["labels"], report["positive_label"]) == ("regression", [], None)
+
+    loaded = load_config(config)  # accepted as it is: no labels, a regressor, a regression gate
+    assert loaded.model.task == "regression" and loaded.data.labels is None and loaded.data.positive_label is None
+    assert (loaded.gate.metric, loaded.gate.floor, loaded.performance.metric) == ("r2", 0.1, "r2")
+    assert loaded.training.estimator.class_ == "sklearn.ensemble.HistGradientBoostingRegressor"
+    assert "# a regression has no labels" in config.read_text()
+    assert "accepted_values" not in (dbt / "models" / "features" / "seats_features.yml").read_text()
+
+    # The starter's estimator is a regressor the platform's pipeline accepts, and it fits the file's rows.
+    from ml_platform.lib.modeling import build_pipeline, feature_columns, model_inputs
+
+    frame = pd.read_csv(customers)
+    X = model_inputs(frame, feature_columns(frame, loaded))
+    fitted = build_pipeline(loaded, X).fit(X, frame["seats"])
+    assert len(fitted.predict(X)) == 40
+
+
+def test_the_starter_contract_accepts_the_file_it_was_written_from(tmp_path, monkeypatch):
+    """Real Great Expectations on the file init read. Whole numbers written as 151.0 read as floats: such a
+    column is a number in the contract, or the first `ml-platform run` would refuse the team's own file."""
+    from ml_platform.lib.sources import read_tabular
+    from ml_platform.lib.validation import validate_batch
+
+    monkeypatch.chdir(tmp_path)  # init adds a code location to ./workspace.yaml: not the repository's
+
+    data = tmp_path / "visits.csv"
+    pd.DataFrame({"patient_id": [f"P{i}" for i in range(60)], "visits": [float(i % 7) for i in range(60)],
+                  "age": list(range(20, 80)), "cost": [100.0 + 3 * i for i in range(60)]}).to_csv(data, index=False)
+    assert "1.0" in data.read_text()
+    for target in ("cost", "visits"):  # a regression; a regression of whole-number floats
+        config = tmp_path / target / "ml_platform.yaml"
+        assert main(["init", "--data", str(data), "--target", target, "--output", str(config),
+                     "--dbt-project", str(tmp_path / "dbt"), "--name", target]) == 0
+        loaded = load_config(config)
+        assert loaded.data.columns["visits"].type == "number" and loaded.data.columns["age"].type == "integer"
+        report = validate_batch(read_tabular(data), loaded.data)
+        assert report.passed, report.failures()
+
+
 def test_init_with_a_teams_pipeline_and_an_approver(customers, tmp_path):
     config = tmp_path / "ml_platform.yaml"
     (tmp_path / "team_model.py").write_text(
@@ -83,7 +129,7 @@ def test_init_refuses_to_overwrite_unless_forced(customers, tmp_path, capsys):
     (b"", "cannot be read as CSV"),
     (b"only_column\n1\n2\n", "has 1 column ('only_column')"),
     (b"x,label\n1,yes\n2,yes\n3,yes\n", "target 'label' has a single value ('yes') in 3 rows"),
-    (b"x,label\n1,a\n2,b\n3,c\n", "has 3 distinct values"),
+    (b"x,label\n1,a\n2,b\n3,c\n", "has 3 distinct values that are not numbers, which looks like several classes"),
 ])
 def test_init_on_bad_data_says_what_to_fix(tmp_path, capsys, content, expected):
     suffix = ".parquet" if content and content.startswith(b"\x89PNG") else ".csv"
