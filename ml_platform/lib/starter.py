@@ -99,7 +99,10 @@ def inspect(frame: pd.DataFrame, data_path: Path, *, target: str | None = None, 
         raise InitError(f"--id {id_column!r} is not a column of {data_path.name}; its columns: {', '.join(columns)}")
     ident = id_column or _suggest_id(frame, columns, exclude=chosen)
     if ident:
-        by_name[ident].type, by_name[ident].allowed = "string", None
+        # An id is text, or a whole number when the file holds it as one (the contract checks the file's dtype).
+        if by_name[ident].type != "integer":
+            by_name[ident].type = "string"
+        by_name[ident].allowed = None
     timestamp = next((g.name for g in guesses if g.type in {"date", "datetime"} and g.name != chosen), None)
     return Starter(name=_model_name(name or data_path.stem), data_path=data_path, rows=len(frame), columns=guesses,
                    target=chosen, labels=labels, positive_label=None if regression else _positive(labels, frame[chosen]),

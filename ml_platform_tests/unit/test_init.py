@@ -78,15 +78,15 @@ def test_a_numeric_target_with_more_than_two_values_makes_a_regression_starter(c
 
 
 def test_the_starter_contract_accepts_the_file_it_was_written_from(tmp_path, monkeypatch):
-    """Real Great Expectations on the file init read. Whole numbers written as 151.0 read as floats: such a
-    column is a number in the contract, or the first `ml-platform run` would refuse the team's own file."""
+    """Real Great Expectations on the file init read, or the first `ml-platform run` would refuse the team's own
+    file: whole numbers written as 151.0 read as floats (a number), and a numeric id stays an integer."""
     from ml_platform.lib.sources import read_tabular
     from ml_platform.lib.validation import validate_batch
 
     monkeypatch.chdir(tmp_path)  # init adds a code location to ./workspace.yaml: not the repository's
 
     data = tmp_path / "visits.csv"
-    pd.DataFrame({"patient_id": [f"P{i}" for i in range(60)], "visits": [float(i % 7) for i in range(60)],
+    pd.DataFrame({"patient_id": list(range(100, 160)), "visits": [float(i % 7) for i in range(60)],
                   "age": list(range(20, 80)), "cost": [100.0 + 3 * i for i in range(60)]}).to_csv(data, index=False)
     assert "1.0" in data.read_text()
     for target in ("cost", "visits"):  # a regression; a regression of whole-number floats
@@ -95,6 +95,7 @@ def test_the_starter_contract_accepts_the_file_it_was_written_from(tmp_path, mon
                      "--dbt-project", str(tmp_path / "dbt"), "--name", target]) == 0
         loaded = load_config(config)
         assert loaded.data.columns["visits"].type == "number" and loaded.data.columns["age"].type == "integer"
+        assert loaded.data.id_column == "patient_id" and loaded.data.columns["patient_id"].type == "integer"
         report = validate_batch(read_tabular(data), loaded.data)
         assert report.passed, report.failures()
 
