@@ -69,8 +69,11 @@ def create_app(service: PredictionService, *, token: str | None = None) -> Starl
                     response = _json({"error_code": exc.code, "message": exc.message}, exc.status)
                 except InputError as exc:
                     response = _json({"error_code": "BAD_REQUEST", "message": str(exc)}, 400)
+                except KeyError as exc:  # our bug, not an unknown id (that is UnknownEntityError)
+                    log.exception("%s failed", name)
+                    response = _json({"error_code": "INTERNAL_ERROR", "message": f"missing key {exc}"}, 500)
                 except LookupError as exc:  # an entity id the online feature table does not know
-                    response = _json({"error_code": "NOT_FOUND", "message": str(exc).strip("'\"")}, 404)
+                    response = _json({"error_code": "NOT_FOUND", "message": str(exc)}, 404)
                 except NotReadyError as exc:
                     response = _json({"error_code": "NOT_READY", "message": str(exc)}, 503)
                 except Exception as exc:

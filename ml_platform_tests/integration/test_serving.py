@@ -163,7 +163,8 @@ def test_malformed_bodies_get_4xx_and_the_service_keeps_serving(shared):
         (c.post("/invocations", content=json.dumps({"dataframe_records": rows}), headers={"Content-Type": "text/plain"}),
          415, "content type must be application/json"),
         (c.post("/invocations", content=too_big, headers=json_type), 413, "over the limit of 1048576 bytes"),
-        (c.post("/predict", json={"entity_ids": ["no-such-customer"]}), 404, "no-such-customer"),
+        (c.post("/predict", json={"entity_ids": ["no-such-customer"]}), 404,
+         "1 id(s) not in the online table 'churn_features': 'no-such-customer'"),
     ]
     for response, status, message in cases:
         assert response.status_code == status, (message, response.text)
