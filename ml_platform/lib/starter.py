@@ -301,6 +301,8 @@ training:
 
 {_gate_text(s)}
 
+{_performance_text(s)}
+
 governance:
   approvers: [{", ".join(_yaml_scalar(a) for a in s.approvers)}] # who may sign off a challenger (MLflow UI tags approval/approver, or `ml-platform approve`)
 
@@ -327,6 +329,17 @@ def _gate_text(s: Starter) -> str:
   max_latency_p99_ms: 100               # guardrails: per-row prediction latency, calibration error, fairness gap
   max_calibration_error: 0.1
   max_fairness_gap: 0.15"""
+
+
+def _performance_text(s: Starter) -> str:
+    # The live floor starts at the gate's floor: a model the gate accepts must not breach its SLO on day one
+    # (the config's default, 0.7, can sit above a first model's own holdout metric and retrain it every day).
+    metric, floor, choices = ("r2", 0.1, "r2 | neg_rmse | neg_mae") if s.task == "regression" else (
+        "roc_auc", 0.6, "roc_auc | f1 | accuracy")
+    return f"""performance:                            # the live metric from late labels (`ml-platform labels FILE`)
+  metric: {metric}                       # {choices}
+  floor: {floor}                            # the SLO; a sustained breach starts a gated retraining. Once you know the
+                                         # champion's holdout {metric} (`ml-platform status`), set it a little under that"""
 
 
 def _estimator_text(s: Starter) -> str:

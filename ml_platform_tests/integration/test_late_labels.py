@@ -66,6 +66,7 @@ def test_late_labels_show_concept_drift_and_a_sustained_breach_starts_one_retrai
     breached = run_lifecycle(config_file=config, selection=LABELS_ONLY)
     assert breached.success, breached.errors
     assert not breached.checks["late_labels:label_files_accepted"]["passed"]
+    assert "C9999-0000001" in breached.checks["late_labels:label_files_accepted"]["metadata"]["failures"]
     ingested = breached.outputs["late_labels"]
     assert [f["file"] for f in ingested["ingested"]] == ["labels-0003.csv"] and ingested["new_labels"] == 3000
     [rejected] = ingested["rejected"]
@@ -81,6 +82,8 @@ def test_late_labels_show_concept_drift_and_a_sustained_breach_starts_one_retrai
     live = breached.outputs["live_performance"]
     assert (live["sustained_breach"], live["breach_started"], live["streak"]) == (True, "2026-01-02", 2)
     assert not breached.checks["live_performance:live_metric_slo"]["passed"]
+    assert "below the floor 0.7 on 2 judged days since 2026-01-02" in \
+        breached.checks["live_performance:live_metric_slo"]["metadata"]["failures"]
     days = warehouse.query(f"select day, labelled_rows, daily_metric, below_floor from {LIVE_PERFORMANCE_TABLE} "
                            "where model_name = 'churn' order by day")
     assert [d.date() for d in days["day"]] == [datetime.date(2026, 1, d) for d in (1, 2, 3)]

@@ -41,6 +41,8 @@ def test_init_writes_a_valid_commented_config_and_a_dbt_model(customers, tmp_pat
     assert loaded.model.name == "customers" and loaded.features.dbt_model == "customers_features"
     assert loaded.data.source.kind == "file" and loaded.source_path() == customers.resolve()
     assert loaded.data.columns["plan"].allowed == ["basic", "pro", "team"]
+    # the live SLO starts where the gate does: a model the gate accepts does not breach it on its first labels
+    assert (loaded.performance.metric, loaded.performance.floor) == ("roc_auc", loaded.gate.floor)
     assert loaded.data.columns["spend"].max_null_fraction >= 0.1  # room above the 10% of nulls it has
     text = config.read_text()
     assert "# the column the model predicts" in text and "# seen 0 to 39" in text
@@ -64,6 +66,7 @@ def test_a_numeric_target_with_more_than_two_values_makes_a_regression_starter(c
     loaded = load_config(config)  # accepted as it is: no labels, a regressor, a regression gate
     assert loaded.model.task == "regression" and loaded.data.labels is None and loaded.data.positive_label is None
     assert (loaded.gate.metric, loaded.gate.floor, loaded.performance.metric) == ("r2", 0.1, "r2")
+    assert loaded.performance.floor == loaded.gate.floor
     assert loaded.training.estimator.class_ == "sklearn.ensemble.HistGradientBoostingRegressor"
     assert "# a regression has no labels" in config.read_text()
     assert "accepted_values" not in (dbt / "models" / "features" / "seats_features.yml").read_text()

@@ -123,7 +123,8 @@ def late_labels(context: dg.AssetExecutionContext, project: ProjectResource, war
     yield dg.AssetCheckResult(
         check_name="label_files_accepted", passed=not rejected, severity=dg.AssetCheckSeverity.WARN,
         metadata={"files_rejected": len(rejected), "files_ingested": len(accepted),
-                  "rejected": dg.MetadataValue.md("\n".join(f"- {r['error']}" for r in rejected_rows) or "none")},
+                  # `failures`: what `ml-platform run` prints under a failed check
+                  "failures": dg.MetadataValue.md("\n".join(f"- {r['error']}" for r in rejected_rows) or "none")},
     )
 
 
@@ -254,7 +255,11 @@ def live_performance(context: dg.AssetExecutionContext, project: ProjectResource
         check_name="live_metric_slo", passed=not perf.sustained_breach, severity=dg.AssetCheckSeverity.WARN,
         metadata={"streak": perf.streak, "consecutive_days": slo.consecutive_days, "floor": float(slo.floor),
                   "breach_started": started, "streak_days": dg.MetadataValue.json(evidence),
-                  **({"rolling_metric": float(latest.rolling_metric)} if latest else {})},
+                  **({"rolling_metric": float(latest.rolling_metric)} if latest else {}),
+                  **({"failures": f"rolling {slo.metric} below the floor {slo.floor} on {perf.streak} judged days "
+                                  f"since {started}: " + ", ".join(f"{e['day']} {e['rolling_metric']:.4f}"
+                                                                   for e in evidence)}
+                     if perf.sustained_breach else {})},
     )
     if perf.sustained_breach:
         days = ", ".join(f"{e['day']}: {e['rolling_metric']:.4f} ({e['window_rows']} labels)" for e in evidence)
