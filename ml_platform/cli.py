@@ -35,6 +35,7 @@ import getpass
 import json
 import os
 import sys
+import textwrap
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -281,7 +282,7 @@ def _print_run(result: Any) -> None:
     print(f"  checks: {len(result.checks) - len(failed_checks)} passed, {len(failed_checks)} failed")
     for key in failed_checks:
         failures = result.checks[key]["metadata"].get("failures", "")
-        print(_color(f"    ✘ {key}", RED) + (f"\n      {failures}".replace("\n", "\n      ") if failures else ""))
+        print(_color(f"    ✘ {key}", RED) + ("\n" + textwrap.indent(str(failures), "      ") if failures else ""))
     gate = result.outputs.get("champion_model")
     if gate:
         print(f"  gate: version {gate['challenger_version']} {gate['decision']}; champion is "

@@ -67,3 +67,19 @@ def test_a_real_run_reports_each_step_until_all_are_done():
     last = reports[-1]
     assert (last.done, last.total, last.current, last.failed, last.finished) == (2, 2, None, 0, True)
     assert all(r.done <= r.total for r in reports)
+
+
+def test_the_run_summary_prints_each_failed_checks_failures_under_it(capsys):
+    from ml_platform.cli import _print_run
+    from ml_platform.runner import LifecycleResult
+
+    failures = "- label file a.csv: unknown ids (e.g. '9')\n- label file b.csv: labels outside data.labels"
+    _print_run(LifecycleResult(success=True, run_id="r1", assets={"late_labels": "materialized"}, checks={
+        "late_labels:label_files_accepted": {"passed": False, "metadata": {"failures": failures}},
+        "drift_report:no_dataset_drift": {"passed": False, "metadata": {}},
+    }))
+    lines = capsys.readouterr().out.splitlines()
+    at = next(i for i, line in enumerate(lines) if "late_labels:label_files_accepted" in line)
+    assert lines[at + 1:at + 3] == ["      - label file a.csv: unknown ids (e.g. '9')",
+                                    "      - label file b.csv: labels outside data.labels"]
+    assert "drift_report:no_dataset_drift" in lines[at + 3]  # a check without failures prints its name only
