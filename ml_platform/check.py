@@ -397,19 +397,25 @@ def _known_hard_cases(subject: Subject, inputs: dict) -> Outcome:
     if cases is None:
         return Outcome("skip", "no known-hard cases file configured (checks.known_hard_cases)",
                        numbers={"configured": False})
+    from ml_platform.lib.modeling import model_inputs  # the frame every other path gives the model
+
     model, columns = subject.model, subject.columns
+
+    def frame(rows: list[dict]) -> pd.DataFrame:
+        return model_inputs(pd.DataFrame(rows, columns=columns), columns)
+
     if subject.config.model.task == "regression":
         classes: list[Any] = []
 
         def score(rows: list[dict]) -> tuple[list[float], list[Any]]:
-            predicted = [float(v) for v in model.predict(pd.DataFrame(rows, columns=columns))]
+            predicted = [float(v) for v in model.predict(frame(rows))]
             return predicted, predicted
     else:
         classes = [c.item() if hasattr(c, "item") else c for c in model.classes_]
         positive = classes.index(subject.config.data.positive_label)
 
         def score(rows: list[dict]) -> tuple[list[float], list[Any]]:
-            proba = np.asarray(model.predict_proba(pd.DataFrame(rows, columns=columns)))
+            proba = np.asarray(model.predict_proba(frame(rows)))
             return [float(p) for p in proba[:, positive]], [classes[i] for i in np.argmax(proba, axis=1)]
 
     outcome = evaluate_hard_cases(cases, score, classes)

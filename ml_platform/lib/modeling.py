@@ -42,7 +42,10 @@ def feature_columns(frame: pd.DataFrame, config: ProjectConfig) -> list[str]:
 
 
 def model_inputs(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """The model's input frame. Booleans become 0/1 so imputers and encoders treat them alike everywhere."""
+    """The model's input frame. Booleans become 0/1 so imputers and encoders treat them alike everywhere; a
+    missing text value is NaN, whether the source said None (the warehouse's null string) or NaN: scikit-learn's
+    SimpleImputer imputes NaN but keeps None as a category of its own, so a None would be scored one way in
+    training and batch scoring and another way online."""
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise KeyError(f"model input columns missing from the data: {missing}")
@@ -50,6 +53,10 @@ def model_inputs(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     for col in X.columns:
         if X[col].dtype == bool or str(X[col].dtype) == "boolean":
             X[col] = X[col].astype("float64")
+        elif X[col].dtype == object:
+            nulls = X[col].isna()
+            if nulls.any():
+                X[col] = X[col].mask(nulls, np.nan)
     return X
 
 

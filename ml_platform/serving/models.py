@@ -44,6 +44,8 @@ class LoadedModel:
             dtype = _DTYPES[col.kind]
             if col.nullable and col.kind in ("integer", "boolean"):
                 dtype = "float64"  # None → NaN, as pandas reads a nullable column from the warehouse
+            elif col.nullable and dtype is object:
+                values = [np.nan if v is None else v for v in values]  # as model_inputs: NaN is what imputers impute
             data[col.name] = np.array(values, dtype=dtype)
         return pd.DataFrame(data, columns=self.schema.names)
 

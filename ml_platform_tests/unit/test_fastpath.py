@@ -62,3 +62,33 @@ def test_other_shapes_are_served_by_sklearn_itself(pipeline):
     X = frame[["a", "c"]] if "cat" not in str(pipeline) else frame[["b"]]
     pipeline.fit(X, [0, 1, 0, 1])
     assert compile_preprocessing(pipeline) is None
+
+
+def test_a_missing_category_is_scored_alike_offline_online_and_by_the_fast_path():
+    """The warehouse reads a null string as None; a request sends null. Every path imputes it (the most frequent
+    category), as training did: before, training kept None as a category of its own and serving imputed it."""
+    from ml_platform.serving.models import LoadedModel
+
+    frame = generate_batch(1, rows=2000)
+    frame["contract"] = frame["contract"].astype(object)
+    frame.loc[frame.index % 10 == 0, "contract"] = None  # as DuckDB and Parquet hand a null text value to pandas
+    columns = [c for c in frame.columns if c not in SKIP]
+    X = model_inputs(frame, columns)
+    assert X["contract"].isna().sum() == 200 and not any(v is None for v in X["contract"])
+    pipeline = build_pipeline(CONFIG, X).set_params(model__max_iter=20).fit(X, frame[CONFIG.data.target])
+    offline = pipeline.predict_proba(X)[:, 1]
+
+    mlflow_types = {"float64": "double", "int64": "long", "object": "string"}
+    contract = CONFIG.data.columns["contract"].model_copy(update={"max_null_fraction": 0.2})
+    nullable = CONFIG.model_copy(update={"data": CONFIG.data.model_copy(
+        update={"columns": {**CONFIG.data.columns, "contract": contract}})})
+    schema = RequestSchema.build([(c, mlflow_types[str(X[c].dtype)]) for c in columns], nullable)
+    rows = _rows(X)
+    assert rows[0]["contract"] is None
+    fast = compile_preprocessing(pipeline)
+    by_sklearn = LoadedModel("m", "1", pipeline, schema, 1, {}).predict(rows)[0]
+    by_fast_path = LoadedModel("m", "1", pipeline, schema, 1, {}, fast=fast).predict(rows)[0]
+    np.testing.assert_allclose(by_sklearn, offline, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(by_fast_path, offline, rtol=0, atol=1e-12)
+    imputed = X.iloc[[0]].assign(contract=pipeline[0].named_transformers_["categorical"][0].statistics_[0])
+    assert offline[0] == pipeline.predict_proba(imputed)[0, 1]  # the null scored as the most frequent category
