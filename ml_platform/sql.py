@@ -100,7 +100,7 @@ class Connection(ABC):
     def insert_frame(self, table: str, frame: pd.DataFrame, *, ignore_conflicts: bool = False) -> int:
         """Insert `frame`'s rows into `table` by column name, each value cast to its column's type; with
         `ignore_conflicts`, rows whose key is already stored are skipped. Returns the rows inserted."""
-        names = ", ".join(_quote(c) for c in frame.columns)
+        names = ", ".join(quote_identifier(c) for c in frame.columns)
         values = ", ".join(self._cast_to_column(table, c) for c in frame.columns)
         self.register("_incoming", frame)
         try:
@@ -113,7 +113,7 @@ class Connection(ABC):
         return added
 
     def _cast_to_column(self, table: str, column: str) -> str:
-        return _quote(column)
+        return quote_identifier(column)
 
     def _drop_quietly(self, name: str) -> None:
         try:
@@ -275,7 +275,7 @@ class PostgresConnection(Connection):
                 "select column_name, data_type from information_schema.columns where table_schema = ? and "
                 "table_name = ?", [schema, name]).fetchall())
         kind = self._column_types[table].get(column)
-        return f"cast({_quote(column)} as {kind})" if kind else _quote(column)
+        return f"cast({quote_identifier(column)} as {kind})" if kind else quote_identifier(column)
 
     def insert_arrow(self, table: str, data: pa.Table, *, create: bool = False) -> None:
         schema, name = table.split(".")
@@ -286,7 +286,7 @@ class PostgresConnection(Connection):
             # adbc appends by position; insert by name through a temporary table.
             self._cursor.execute("drop table if exists pg_temp._incoming_arrow")
             self._cursor.adbc_ingest("_incoming_arrow", data, mode="create", temporary=True)
-            columns = ", ".join(_quote(c) for c in data.column_names)
+            columns = ", ".join(quote_identifier(c) for c in data.column_names)
             self._cursor.execute(f"insert into {table} ({columns}) select {columns} from _incoming_arrow")
             self._cursor.execute("drop table pg_temp._incoming_arrow")
 
@@ -311,7 +311,8 @@ def _numbered_placeholders(sql: str) -> str:
     return "".join(out)
 
 
-def _quote(name: str) -> str:
+def quote_identifier(name: str) -> str:
+    """A column name as SQL on both engines reads it exactly: a team's columns may hold spaces or capitals."""
     return '"' + name.replace('"', '""') + '"'
 
 

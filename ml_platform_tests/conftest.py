@@ -73,7 +73,7 @@ LONGEST_FIRST = ("test_fault_tolerance.py", "test_distributed.py", "test_bad_inp
                  "test_tutorial.py", "test_lifecycle.py", "test_check.py", "test_multiple_models.py",
                  "test_monitoring.py", "test_browser.py", "test_governance_flow.py", "test_incremental.py",
                  "test_governance_concurrency.py", "test_production_profile.py", "test_late_labels.py",
-                 "test_regression_example.py")
+                 "test_regression_example.py", "test_own_column_names.py")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -37,6 +37,7 @@ import pandas as pd
 
 from ml_platform.config import DataSection, ProjectConfig
 from ml_platform.settings import PlatformPaths
+from ml_platform.sql import quote_identifier
 
 LABEL_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 LABELED_AT = "labeled_at"
@@ -178,8 +179,8 @@ def known_predictions_query(*, batch_table: str | None, log_table: str | None, f
         join = ""
         if feature_table and id_column and timestamp_column:
             # One event day per (snapshot, entity), whatever the feature table holds.
-            join = (f"left join (select snapshot_hash, cast({_quoted(id_column)} as varchar) as entity_id, "
-                    f"min(cast({_quoted(timestamp_column)} as date)) as event_day from {feature_table} "
+            join = (f"left join (select snapshot_hash, cast({quote_identifier(id_column)} as varchar) as entity_id, "
+                    f"min(cast({quote_identifier(timestamp_column)} as date)) as event_day from {feature_table} "
                     f"group by 1, 2) f on f.snapshot_hash = p.snapshot_hash and f.entity_id = p.entity_id ")
             day = f"coalesce(f.event_day, {day})"
         parts.append(f"select p.prediction_id, p.entity_id, p.model_name, p.model_version, 'batch' as source, "
@@ -340,6 +341,3 @@ def _hint(name: str, columns: list[str]) -> str:
     close = difflib.get_close_matches(name, columns, n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
-
-def _quoted(column: str) -> str:
-    return '"' + column.replace('"', '""') + '"'

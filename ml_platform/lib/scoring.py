@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ml_platform.lib.modeling import model_inputs, positive_scores
+from ml_platform.sql import quote_identifier
 
 PREDICTION_COLUMNS = ("prediction_id", "entity_id", "model_name", "model_version", "snapshot_hash", "score",
                       "scored_at")
@@ -28,11 +29,8 @@ _HEX_PAIRS = np.array([ord(f"{b:02x}"[0]) | ord(f"{b:02x}"[1]) << 8 for b in ran
 def features_query(table: str, *, columns: list[str], id_column: str | None) -> str:
     """The rows of one batch (`snapshot_hash = ?`) of a feature table, with only the columns scoring reads."""
     selected = dict.fromkeys([*([id_column] if id_column else []), *columns])
-    return f"select {', '.join(_quoted(c) for c in selected)} from {table} where snapshot_hash = ?"
+    return f"select {', '.join(quote_identifier(c) for c in selected)} from {table} where snapshot_hash = ?"
 
-
-def _quoted(column: str) -> str:
-    return '"' + column.replace('"', '""') + '"'
 
 
 def prediction_ids(entity_ids: Iterable[str] | np.ndarray, *, model_name: str, model_version: str,

@@ -424,11 +424,18 @@ select * from final
 """
 
 
+def _tested_column(name: str, *tests: str) -> str:
+    # dbt's generic tests put the name into SQL as written: a name that needs quotes there (a space, capitals
+    # that PostgreSQL would fold) says so, or the test fails with a syntax error or an unknown column.
+    quote = "\n        quote: true" if _sql_name(name) != name else ""
+    return f"      - name: {_yaml_key(name)}{quote}\n        data_tests:" + "".join(f"\n          - {t}" for t in tests)
+
+
 def _feature_tests(s: Starter, feature_model: str) -> str:
-    tests = [f"      - name: {_yaml_key(s.target)}\n        data_tests:\n          - not_null"]
+    tests = [_tested_column(s.target, "not_null")]
     if s.id_column:
-        tests.insert(0, f"      - name: {_yaml_key(s.id_column)}\n        data_tests:\n          - unique\n          - not_null")
-    tests.append("      - name: snapshot_hash\n        data_tests:\n          - not_null")
+        tests.insert(0, _tested_column(s.id_column, "unique", "not_null"))
+    tests.append(_tested_column("snapshot_hash", "not_null"))
     body = "\n".join(tests)
     return f"""# Written by `ml-platform init`: dbt tests on the feature table; in Dagster they are asset checks.
 version: 2

@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ml_platform.sql import quote_identifier
+
 PUBLISHED_TABLE = "_published"  # one metadata row per online table
 SNAPSHOT_COLUMN = "snapshot_hash"  # the feature table's lineage column: which validated batch a row came from
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
@@ -81,10 +83,10 @@ class OnlineFeatureStore:
         schema = [[name, str(dtype)] for name, dtype in columns]
         staging = f"{table}__incoming"
         definition = ", ".join(
-            f"{_quote(name)} {_SQL_TYPES[kind]}" + (" NOT NULL PRIMARY KEY" if name == id_column else "")
+            f"{quote_identifier(name)} {_SQL_TYPES[kind]}" + (" NOT NULL PRIMARY KEY" if name == id_column else "")
             for (name, _), kind in zip(columns, kinds, strict=True)
         )
-        insert = (f"insert into {staging} ({', '.join(_quote(n) for n, _ in columns)}) "
+        insert = (f"insert into {staging} ({', '.join(quote_identifier(n) for n, _ in columns)}) "
                   f"values ({', '.join('?' for _ in columns)})")
         values = [_encode(frame[name], kind) for (name, _), kind in zip(columns, kinds, strict=True)]
         record = {
@@ -146,7 +148,7 @@ class OnlineFeatureStore:
             found: list[tuple] = []
             for start in range(0, len(unique), _MAX_PARAMS):
                 chunk = unique[start:start + _MAX_PARAMS]
-                found += con.execute(f"select * from {table} where {_quote(id_column)} in "
+                found += con.execute(f"select * from {table} where {quote_identifier(id_column)} in "
                                      f"({', '.join('?' for _ in chunk)})", chunk).fetchall()
         id_position = [name for name, _ in schema].index(id_column)
         by_id = {str(r[id_position]): r for r in found}
@@ -211,9 +213,6 @@ def _check_name(table: str) -> None:
     if not _NAME.match(table):
         raise OnlineStoreError(f"online table name {table!r} must be letters, digits and _ (starting with a letter)")
 
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _kind(name: str, dtype: Any) -> str:

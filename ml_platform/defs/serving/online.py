@@ -8,19 +8,21 @@ from ml_platform.defs.features import (
 )
 from ml_platform.resources import ProjectResource, Warehouse
 from ml_platform.serving.online_store import OnlineFeatureStore
+from ml_platform.sql import quote_identifier
 
 
 def latest_rows_query(table: str, id_column: str, columns: list[str], timestamp_column: str | None) -> str:
     """One row per entity: the newest event, then the latest batch. Event time, not batch id, comes first
     because a batch id is only a label (a file or table name outside the demo); it decides between rows of
     the same event time, and the snapshot hash makes the choice deterministic whatever is left."""
-    order = [f"{c} desc nulls last" for c in (timestamp_column, "batch_id", "snapshot_hash") if c and c in columns]
+    q = quote_identifier
+    order = [f"{q(c)} desc nulls last" for c in (timestamp_column, "batch_id", "snapshot_hash") if c and c in columns]
     # A subquery, not DuckDB's QUALIFY: PostgreSQL has no QUALIFY.
-    rank = f"row_number() over (partition by {id_column} order by {', '.join(order) or id_column})"
+    rank = f"row_number() over (partition by {q(id_column)} order by {', '.join(order) or q(id_column)})"
     # Ordered by id: the online table's primary key, so SQLite appends to its B-tree instead of inserting at
     # random places (publishing a million entities takes a third less time).
-    return (f"select {', '.join(columns)} from (select *, {rank} as _latest_rank from {table}) ranked "
-            f"where _latest_rank = 1 order by {id_column}")
+    return (f"select {', '.join(q(c) for c in columns)} from (select *, {rank} as _latest_rank from {table}) ranked "
+            f"where _latest_rank = 1 order by {q(id_column)}")
 
 
 @dg.asset(

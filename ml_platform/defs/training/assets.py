@@ -19,6 +19,7 @@ from ml_platform.lib.snapshots import read_snapshot, write_snapshot
 from ml_platform.locks import exclusive
 from ml_platform.resources import ModelRegistry, ProjectResource, Warehouse
 from ml_platform.settings import PROJECT_ROOT
+from ml_platform.sql import quote_identifier
 
 
 @dg.asset(
@@ -33,7 +34,7 @@ def training_data(project: ProjectResource, warehouse: Warehouse) -> dg.Output[d
     table = f"features.{cfg.features.dbt_model}"
     if not warehouse.table_exists(table):
         raise RuntimeError(f"feature table {table} does not exist: did the dbt model {cfg.features.dbt_model} build?")
-    order = cfg.data.id_column or "all"
+    order = quote_identifier(cfg.data.id_column) if cfg.data.id_column else "all"
     # A fixed row order makes the snapshot bytes, and so its hash, a function of the content.
     frame = warehouse.query(f"select * from {table} order by {order}")
     snapshot = write_snapshot(frame, project.paths().snapshots / "training")
