@@ -369,6 +369,9 @@ def _print_monitoring(m: dict) -> None:
               f"{live.get('floor', '-')}, {live.get('streak', 0)} day(s) below")
     elif live and live.get("skipped"):
         print(f"    {'live performance':<28} " + _color(str(live["skipped"]), DIM))
+    elif live and live.get("labelled_rows"):
+        print(f"    {'live performance':<28} not judged yet: {live['labelled_rows']} labelled predictions, but no "
+              f"{live.get('window_days')}-day window holds performance.min_labels ({live.get('min_labels')})")
     else:
         print(f"    {'live performance':<28} no labelled predictions yet")
     for f in m.get("freshness", []):

@@ -78,7 +78,8 @@ def monitoring_status() -> dict:
               "traffic_drift": ("traffic_drift_report", ("dataset_drift", "drifted_share", "drifted_features")),
               "prediction_drift": ("prediction_drift", ("drifted", "psi", "psi_threshold", "batch_id")),
               "live_performance": ("live_performance", ("metric", "rolling_metric", "floor", "streak", "sustained_breach",
-                                                        "breach_started", "labelled_rows", "skipped")),
+                                                        "breach_started", "labelled_rows", "skipped",
+                                                        "window_days", "min_labels")),
               "cost": ("cost_report", ("latency_p99_ms", "predictions_24h", "champion_size_mb",
                                        "champion_training_seconds", "automatic_retrainings_24h"))}
     out: dict[str, Any] = {}

@@ -83,3 +83,18 @@ def test_the_run_summary_prints_each_failed_checks_failures_under_it(capsys):
     assert lines[at + 1:at + 3] == ["      - label file a.csv: unknown ids (e.g. '9')",
                                     "      - label file b.csv: labels outside data.labels"]
     assert "drift_report:no_dataset_drift" in lines[at + 3]  # a check without failures prints its name only
+
+
+def test_status_says_why_the_live_metric_is_not_judged_yet(capsys):
+    """Labels stored but no window with enough of them is not the same answer as no labels at all."""
+    from ml_platform.cli import _print_monitoring
+
+    def live_line(live: dict | None) -> str:
+        _print_monitoring({"live_performance": live, "freshness": []})
+        return next(line for line in capsys.readouterr().out.splitlines() if "live performance" in line)
+
+    assert "no labelled predictions yet" in live_line(None)
+    assert ("not judged yet: 301 labelled predictions, but no 3-day window holds performance.min_labels (50)"
+            in live_line({"labelled_rows": 301, "window_days": 3, "min_labels": 50}))
+    assert "within SLO  rolling roc_auc 0.8100 vs floor 0.7" in live_line(
+        {"metric": "roc_auc", "rolling_metric": 0.81, "floor": 0.7, "labelled_rows": 900, "sustained_breach": False})
