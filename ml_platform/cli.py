@@ -289,6 +289,10 @@ def _print_run(result: Any) -> None:
               f"{gate['champion_version'] or 'none'}")
         for reason in gate["reasons"]:
             print(f"    {reason}")
+    not_stored = (result.outputs.get("validated_batches") or {}).get("columns_not_in_contract")
+    if not_stored:
+        print(_color(f"  note: columns not in the contract, kept in the snapshot only: {', '.join(not_stored)} "
+                     "(declare them under data.columns to store and use them)", YELLOW))
     drift = result.outputs.get("drift_report")
     if drift:
         print(f"  drift: {'DETECTED' if drift['dataset_drift'] else 'none'} "

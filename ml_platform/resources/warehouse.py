@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pandas as pd
@@ -82,11 +83,15 @@ class Warehouse(dg.ConfigurableResource):
             while len(chunk := result.fetch_df_chunk(max(1, chunk_rows // _DUCKDB_VECTOR_ROWS))):
                 yield chunk
 
-    def append_batch(self, table: str, snapshot_path: Path, snapshot_sha: str, batch_id: str) -> dict[str, int]:
-        """Append a validated snapshot to `table` once: appending the same snapshot again is a no-op."""
+    def append_batch(self, table: str, snapshot_path: Path, snapshot_sha: str, batch_id: str,
+                     columns: list[str]) -> dict[str, Any]:
+        """Append a validated snapshot's contract `columns` to `table` once: appending the same snapshot again is a
+        no-op. Columns the contract does not declare stay in the snapshot only (`columns_not_stored`): the table's
+        columns are the contract's, whatever a batch adds."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
+        not_stored = [c for c in pq.read_schema(snapshot_path).names if c not in columns]
         schema = table.split(".")[0]
         with self.connect() as con:
             con.execute(f"create schema if not exists {schema}")
@@ -94,7 +99,7 @@ class Warehouse(dg.ConfigurableResource):
             appended = 0
             if not exists or not con.execute(f"select count(*) from {table} where _snapshot_hash = ?",
                                              [snapshot_sha]).fetchall()[0][0]:
-                data = pq.read_table(snapshot_path)
+                data = pq.read_table(snapshot_path, columns=columns)
                 rows = data.num_rows
                 data = (data.append_column("_snapshot_hash", pa.repeat(pa.scalar(snapshot_sha, pa.string()), rows))
                         .append_column("_batch_id", pa.repeat(pa.scalar(batch_id, pa.string()), rows))
@@ -103,7 +108,8 @@ class Warehouse(dg.ConfigurableResource):
                     con.insert_arrow(table, data, create=not exists)
                 appended = rows
             total, batches = con.execute(f"select count(*), count(distinct _snapshot_hash) from {table}").fetchall()[0]
-        return {"appended_rows": int(appended), "total_rows": int(total), "batches": int(batches)}
+        return {"appended_rows": int(appended), "total_rows": int(total), "batches": int(batches),
+                "columns_not_stored": not_stored}
 
     def ingested_batch_ids(self, table: str) -> list[str]:
         if not self.table_exists(table):

@@ -143,6 +143,20 @@ def test_duplicate_ids_fail_a_blocking_check_that_stops_the_line_and_quarantine_
     assert "unique_ids" in record.read_text()
 
 
+def test_a_column_the_contract_does_not_declare_is_named_and_kept_in_the_snapshot_only(established):
+    """Not bad input: extra columns pass the contract. The append used to fail on them ('Current transaction is
+    aborted'); now the warehouse table keeps the contract's columns and the run says which were left out."""
+    path = established["root"] / "wider.csv"
+    good_batch().assign(loyalty_tier="gold").to_csv(path, index=False)
+    config = write_config(established["root"], {"data": {"source": {"kind": "file", "path": str(path)}}},
+                          name="wider.yaml")
+    result = run_lifecycle(config_file=config, selection=["raw_batch", "validated_batches"])
+    assert result.success, result.errors
+    assert result.outputs["validated_batches"]["columns_not_in_contract"] == ["loyalty_tier"]
+    assert "loyalty_tier" in pd.read_parquet(result.outputs["raw_batch"]["path"]).columns  # the snapshot is whole
+    assert "loyalty_tier" not in Warehouse().query("select * from raw.churn_batches limit 1").columns
+
+
 def test_invalid_config_is_refused_before_anything_runs(established):
     config = write_config(established["root"], {"training": {"estimator": {"class": "sklearn.ensemble.RandomForest"}}},
                           name="invalid.yaml")

@@ -32,10 +32,23 @@ def test_predictions_already_stored_are_kept_as_they_are(warehouse, tmp_path):
 
 def test_a_batch_is_appended_once(warehouse, tmp_path):
     snap = write_snapshot(pd.DataFrame({"id": ["x", "y"], "v": [1, 2]}), tmp_path / "snaps")
-    first = warehouse.append_batch("raw.t_batches", snap.path, snap.sha256, "b1")
-    again = warehouse.append_batch("raw.t_batches", snap.path, snap.sha256, "b1")
+    first = warehouse.append_batch("raw.t_batches", snap.path, snap.sha256, "b1", ["id", "v"])
+    again = warehouse.append_batch("raw.t_batches", snap.path, snap.sha256, "b1", ["id", "v"])
     assert (first["appended_rows"], again["appended_rows"], again["total_rows"]) == (2, 0, 2)
     assert warehouse.ingested_batch_ids("raw.t_batches") == ["b1"]
+
+
+def test_a_column_the_contract_does_not_declare_stays_in_the_snapshot_only(warehouse, tmp_path):
+    """A batch that adds a column passes the contract (extra columns are allowed); the table keeps the contract's
+    columns, so the append does not fail on a column the table lacks (it did: 'Current transaction is aborted')."""
+    first = write_snapshot(pd.DataFrame({"id": ["x", "y"], "v": [1, 2]}), tmp_path / "snaps")
+    wider = write_snapshot(pd.DataFrame({"id": ["z"], "Region": ["EU"], "v": [3]}), tmp_path / "snaps")
+    assert warehouse.append_batch("raw.t_batches", first.path, first.sha256, "b1", ["id", "v"])["columns_not_stored"] == []
+    added = warehouse.append_batch("raw.t_batches", wider.path, wider.sha256, "b2", ["id", "v"])
+    assert (added["appended_rows"], added["total_rows"], added["columns_not_stored"]) == (1, 3, ["Region"])
+    stored = warehouse.query("select * from raw.t_batches order by id")
+    assert list(stored.columns[:2]) == ["id", "v"] and "Region" not in stored.columns
+    assert stored["v"].tolist() == [1, 2, 3]
 
 
 def test_a_model_version_lineage_is_recorded_once(warehouse, tmp_path):
@@ -101,7 +114,8 @@ def test_both_engines_give_the_same_frames(tmp_path, postgres_database):
     }), tmp_path / "snaps")
     frames = {}
     for name, warehouse in (("duckdb", Warehouse(url=str(tmp_path / "w.duckdb"))), ("postgres", Warehouse(url=postgres_database))):
-        warehouse.append_batch("raw.t_batches", snapshot.path, snapshot.sha256, "b1")
+        warehouse.append_batch("raw.t_batches", snapshot.path, snapshot.sha256, "b1",
+                               ["customer_id", "event_date", "tenure", "charges", "senior", "contract", "churned"])
         sql = "select customer_id, event_date, tenure, charges, senior, contract, churned from raw.t_batches order by 1"
         whole = warehouse.query(sql)
         pd.testing.assert_frame_equal(pd.concat(list(warehouse.iter_query(sql, chunk_rows=3)), ignore_index=True), whole)

@@ -77,8 +77,9 @@ def test_the_run_summary_prints_each_failed_checks_failures_under_it(capsys):
     _print_run(LifecycleResult(success=True, run_id="r1", assets={"late_labels": "materialized"}, checks={
         "late_labels:label_files_accepted": {"passed": False, "metadata": {"failures": failures}},
         "drift_report:no_dataset_drift": {"passed": False, "metadata": {}},
-    }))
+    }, outputs={"validated_batches": {"columns_not_in_contract": ["Region"]}}))
     lines = capsys.readouterr().out.splitlines()
+    assert "  note: columns not in the contract, kept in the snapshot only: Region" in "\n".join(lines)
     at = next(i for i, line in enumerate(lines) if "late_labels:label_files_accepted" in line)
     assert lines[at + 1:at + 3] == ["      - label file a.csv: unknown ids (e.g. '9')",
                                     "      - label file b.csv: labels outside data.labels"]

@@ -20,11 +20,16 @@ def validated_batches(context: dg.AssetExecutionContext, project: ProjectResourc
     # DuckDB appends outside Python: training's first imports happen meanwhile (prefetch.py).
     with while_waiting(append_tasks()):
         counts = warehouse.append_batch(cfg.raw_table, Path(raw_batch["path"]), raw_batch["sha256"],
-                                        raw_batch["batch_id"])
+                                        raw_batch["batch_id"], list(cfg.data.columns))
+    not_stored = counts.pop("columns_not_stored")
+    if not_stored:
+        context.log.warning(f"columns not in the contract, kept in the snapshot only: {', '.join(not_stored)} "
+                            "(declare them under data.columns to store and use them)")
     context.add_output_metadata({
         "table": cfg.raw_table,
         "batch_id": raw_batch["batch_id"],
         **counts,
+        "columns_not_in_contract": ", ".join(not_stored) or "none",
         "dagster/row_count": counts["total_rows"],
     })
-    return {"table": cfg.raw_table, "newest_sha256": raw_batch["sha256"], **counts}
+    return {"table": cfg.raw_table, "newest_sha256": raw_batch["sha256"], **counts, "columns_not_in_contract": not_stored}
