@@ -101,6 +101,8 @@ class SourceSection(_Strict):
             raise ValueError("kind 'file' needs a 'path'")
         if self.kind == "table" and not self.table:
             raise ValueError("kind 'table' needs a 'table'")
+        if self.table and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*", self.table):
+            raise ValueError(f"table {self.table!r} must be schema.name (letters, digits and _), e.g. landing.customers")
         return self
 
 

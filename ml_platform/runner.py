@@ -396,7 +396,9 @@ def _summarize(result: Any, job: Any, chosen: set | None, instance: Any) -> Life
             summary.errors.append(f"{event.step_key}: {message}")
         elif kind == dg.DagsterEventType.RUN_FAILURE:
             error = getattr(event.event_specific_data, "error", None)
-            summary.errors.append(_root_message(error) if error else event.message or "the run failed")
+            message = _root_message(error) if error else event.message or "the run failed"
+            if not any(message in known for known in summary.errors):  # a step's failure, told once
+                summary.errors.append(message)
     if not result.success:
         # A step whose process died (a killed Celery worker) ends with neither success nor failure.
         for step in started - finished - set(failed_steps):
@@ -445,7 +447,9 @@ def _root_message(error: Any) -> str:
         error = error.cause
     while error.cause is not None:
         error = error.cause
-    return error.message.strip() or error.cls_name
+    message = error.message.strip() or error.cls_name
+    # A dg.Failure is our own message for bad input: its class path says nothing to the reader.
+    return message.removeprefix("dagster._core.definitions.events.Failure: ")
 
 
 def _plain(value: Any) -> Any:

@@ -55,6 +55,14 @@ class Warehouse(dg.ConfigurableResource):
         with self.connect(read_only=True) as con:
             return con.table_exists(table)
 
+    def tables_in(self, schema: str) -> list[str]:
+        if not self.exists():
+            return []
+        with self.connect(read_only=True) as con:
+            rows = con.execute("select table_name from information_schema.tables where table_schema = ? "
+                               "order by 1", [schema]).fetchall()
+        return [name for (name,) in rows]
+
     def query(self, sql: str, params: list | None = None) -> pd.DataFrame:
         with self.connect(read_only=True) as con:
             return con.frame(sql, params or [])

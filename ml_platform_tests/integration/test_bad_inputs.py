@@ -101,6 +101,21 @@ def test_unreadable_source_file(established):
     assert any("garbage.parquet could not be read as parquet" in e for e in result.errors), result.errors
 
 
+def test_missing_source_table(established):
+    with Warehouse().connect() as con:  # the team's landing schema, without the table the config names
+        con.execute("create schema if not exists landing")
+        con.execute("create table if not exists landing.crm_customers as select 1 as id")
+    config = write_config(established["root"], {"data": {"source": {"kind": "table", "table": "landing.customers"}}},
+                          name="absent_table.yaml")
+    before = state(established["home"])
+    result = run_lifecycle(config_file=config)
+    assert_nothing_changed(before, state(established["home"]))
+    assert result.assets["raw_batch"] == "failed"
+    assert result.errors == [f"raw_batch: source table landing.customers does not exist in the warehouse "
+                             f"({Warehouse().location()}): create it, or fix data.source.table; "
+                             "schema landing holds: crm_customers"], result.errors
+
+
 def test_missing_target_column(established):
     result = run_file_source(established, "no_target.csv", csv_of(good_batch().drop(columns=["churned"])))
     assert_stopped_at_validation(result)

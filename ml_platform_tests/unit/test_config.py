@@ -64,6 +64,11 @@ def test_bad_thresholds_name_the_field_and_the_value(tmp_path, overrides, field)
     assert "got" in message
 
 
+def test_a_source_table_is_schema_dot_name(tmp_path):
+    message = error_for(tmp_path, {"data": {"source": {"kind": "table", "table": "customers"}}})
+    assert "data.source" in message and "table 'customers' must be schema.name" in message
+
+
 def test_a_typo_in_a_field_name_is_an_error_not_ignored(tmp_path):
     message = error_for(tmp_path, {"gate": {"min_improvment": 0.1}})
     assert "gate.min_improvment: Extra inputs are not permitted" in message

@@ -6,6 +6,7 @@ from ml_platform.lib.snapshots import write_snapshot
 from ml_platform.lib.sources import SourceError, load_batch
 from ml_platform.prefetch import validation_tasks, while_waiting
 from ml_platform.resources import ProjectResource, Warehouse
+from ml_platform.settings import redacted
 
 
 class IngestionConfig(dg.Config):
@@ -29,7 +30,7 @@ def raw_batch(config: IngestionConfig, project: ProjectResource,
                 cfg,
                 batch=config.batch,
                 ingested=warehouse.ingested_batch_ids(cfg.raw_table),
-                read_table=lambda table: warehouse.query(f"select * from {table}"),
+                read_table=lambda table: _read_source_table(warehouse, table),
             )
         except SourceError as exc:  # bad input: trying again reads the same broken file
             raise dg.Failure(str(exc), allow_retries=False) from None
@@ -48,3 +49,14 @@ def raw_batch(config: IngestionConfig, project: ProjectResource,
             "dagster/row_count": snapshot.rows,
         },
     )
+
+
+def _read_source_table(warehouse: Warehouse, table: str):
+    """A `kind: table` source; a table that is not there is bad input named as such, not a database error."""
+    if not warehouse.table_exists(table):
+        schema = table.split(".")[0]
+        present = warehouse.tables_in(schema)
+        raise SourceError(f"source table {table} does not exist in the warehouse ({redacted(warehouse.location())}): "
+                          "create it, or fix data.source.table; "
+                          + (f"schema {schema} holds: {', '.join(present)}" if present else f"there is no schema {schema}"))
+    return warehouse.query(f"select * from {table}")
