@@ -289,6 +289,12 @@ def _print_run(result: Any) -> None:
               f"{gate['champion_version'] or 'none'}")
         for reason in gate["reasons"]:
             print(f"    {reason}")
+        if gate["decision"] == "rejected" and not gate["champion_version"]:
+            from ml_platform import settings
+
+            print(_color("    no champion yet, so nothing is scored or served: improve the model (training.estimator, "
+                         f"the feature SQL) or, if the gate asks too much, its gate.* thresholds in "
+                         f"{settings.config_path()}; the next `ml-platform run` retrains", YELLOW))
     not_stored = (result.outputs.get("validated_batches") or {}).get("columns_not_in_contract")
     if not_stored:
         print(_color(f"  note: columns not in the contract, kept in the snapshot only: {', '.join(not_stored)} "

@@ -86,6 +86,18 @@ def test_the_run_summary_prints_each_failed_checks_failures_under_it(capsys):
     assert "drift_report:no_dataset_drift" in lines[at + 3]  # a check without failures prints its name only
 
 
+def test_a_rejected_first_model_says_what_to_change(capsys):
+    from ml_platform.cli import _print_run
+    from ml_platform.runner import LifecycleResult
+
+    gate = {"challenger_version": "1", "decision": "rejected", "champion_version": None,
+            "reasons": ["FAIL calibration error 0.1191 > 0.1", "pass roc_auc 0.6360 ≥ floor 0.6000"]}
+    _print_run(LifecycleResult(success=True, run_id="r1", outputs={"champion_model": gate}))
+    shown = capsys.readouterr().out
+    assert "gate: version 1 rejected; champion is none" in shown and "FAIL calibration error 0.1191 > 0.1" in shown
+    assert "no champion yet, so nothing is scored or served" in shown and "gate.* thresholds in" in shown
+
+
 def test_status_says_why_the_live_metric_is_not_judged_yet(capsys):
     """Labels stored but no window with enough of them is not the same answer as no labels at all."""
     from ml_platform.cli import _print_monitoring
