@@ -41,6 +41,7 @@ def test_init_writes_a_valid_commented_config_and_a_dbt_model(customers, tmp_pat
     assert loaded.model.name == "customers" and loaded.features.dbt_model == "customers_features"
     assert loaded.data.source.kind == "file" and loaded.source_path() == customers.resolve()
     assert loaded.data.columns["plan"].allowed == ["basic", "pro", "team"]
+    assert loaded.training.estimator.params["early_stopping"] is True  # a small file is not overfitted by 200 trees
     # the live SLO starts where the gate does: a model the gate accepts does not breach it on its first labels
     assert (loaded.performance.metric, loaded.performance.floor) == ("roc_auc", loaded.gate.floor)
     assert loaded.data.columns["spend"].max_null_fraction >= 0.1  # room above the 10% of nulls it has
