@@ -340,4 +340,3 @@ def _examples(values: pd.Series) -> str:
 def _hint(name: str, columns: list[str]) -> str:
     close = difflib.get_close_matches(name, columns, n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
-

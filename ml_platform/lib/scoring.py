@@ -32,7 +32,6 @@ def features_query(table: str, *, columns: list[str], id_column: str | None) -> 
     return f"select {', '.join(quote_identifier(c) for c in selected)} from {table} where snapshot_hash = ?"
 
 
-
 def prediction_ids(entity_ids: Iterable[str] | np.ndarray, *, model_name: str, model_version: str,
                    snapshot_hash: str) -> np.ndarray:
     """`<model>-v<version>-<16 hex digits>`, the digits being pandas' 64-bit hash of `<entity>|<snapshot>`.
