@@ -4,8 +4,9 @@ PYTHON ?= python3.11
 VENV := .venv
 DBT_VENV := .dbt-venv
 BIN := $(VENV)/bin
-export ML_PLATFORM_HOME ?= $(CURDIR)/.ml_platform
-export DAGSTER_HOME := $(ML_PLATFORM_HOME)/dagster
+# `make clean` removes it. Not exported: each command finds its home itself (ML_PLATFORM_HOME or ./.ml_platform) and
+# points Dagster at it; an exported DAGSTER_HOME reached the tests' subprocesses and opened this home from them.
+ML_PLATFORM_HOME ?= $(CURDIR)/.ml_platform
 DAGSTER_PORT ?= 3000
 MLFLOW_PORT ?= 5000
 

@@ -46,12 +46,43 @@ def _postgres_lock(request: pytest.FixtureRequest) -> Iterator[None]:
         yield  # released when the file is closed
 
 
+# The project's own home (`make demo` and `make ui` keep their state there). Every test works on a home of its own;
+# a test that opens this one (say, a Dagster instance whose DAGSTER_HOME was computed after the test's environment
+# was restored) fails here, named, instead of leaving a stray .ml_platform/dagster in the checkout.
+_PROJECT_HOME = PROJECT_ROOT / ".ml_platform"
+
+
+def _project_home_state() -> dict[str, int]:
+    """Modification times of the project home and the Dagster folders in it: a file created, or an event log
+    appended to, changes one of them. Only these few stats, so that it is cheap after every test."""
+    paths = [_PROJECT_HOME, _PROJECT_HOME / "dagster", _PROJECT_HOME / "dagster" / "logs"]
+    if (_PROJECT_HOME / "dagster").is_dir():
+        paths += sorted((_PROJECT_HOME / "dagster").iterdir())
+    return {str(p): p.stat().st_mtime_ns for p in paths if p.exists()}
+
+
+@pytest.fixture(autouse=True)
+def _project_home_untouched(request: pytest.FixtureRequest) -> Iterator[None]:
+    before = _project_home_state()
+    yield
+    after = _project_home_state()
+    if after != before:
+        changed = sorted(path for path in after.keys() | before.keys() if after.get(path) != before.get(path))
+        pytest.fail(f"{request.node.nodeid} wrote into the project's own home {_PROJECT_HOME} (changed: "
+                    f"{', '.join(changed)}); tests must use a home of their own (conftest.platform_home). With "
+                    f"pytest-xdist, a test on the other worker may have done it; `make demo` or `make ui` running "
+                    f"meanwhile in this checkout would too.", pytrace=False)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """With pytest-xdist's workers sharing the cores, one OpenMP/BLAS thread for each process they start (set in
     the controller, before the workers start, so that they and their subprocesses inherit it): threads that
     spin-wait for a core the other worker holds stall the fits of both."""
     if not hasattr(config, "workerinput") and config.getoption("numprocesses", None) not in (None, 0):
         os.environ.setdefault("OMP_NUM_THREADS", "1")
+    # A DAGSTER_HOME from the developer's shell would reach every subprocess a test starts (`dg list defs`, say)
+    # and open that home, not the test's: each command sets it from its own ML_PLATFORM_HOME.
+    os.environ.pop("DAGSTER_HOME", None)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

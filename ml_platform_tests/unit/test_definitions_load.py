@@ -30,8 +30,10 @@ def test_loading_definitions_imports_no_heavy_library(tmp_path):
 def test_dg_sees_every_stage(tmp_path):
     """[tool.dg] in pyproject.toml makes the project a dg project: `dg list defs` lists what Dagster loads."""
     dg = Path(sys.executable).parent / "dg"
+    (tmp_path / "dagster").mkdir()  # dg's instance (and its telemetry) in the test's home, not in ~/.dagster
     result = subprocess.run([str(dg), "list", "defs", "--json"], capture_output=True, text=True, cwd=PROJECT_ROOT,
-                            env={**os.environ, "ML_PLATFORM_HOME": str(tmp_path), "VIRTUAL_ENV": str(dg.parent.parent)},
+                            env={**os.environ, "ML_PLATFORM_HOME": str(tmp_path), "DAGSTER_HOME": str(tmp_path / "dagster"),
+                                 "VIRTUAL_ENV": str(dg.parent.parent)},
                             timeout=180)
     assert result.returncode == 0, result.stderr
     listed = json.loads(result.stdout[result.stdout.index("{"):])
