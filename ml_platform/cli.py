@@ -289,6 +289,11 @@ def _print_run(result: Any) -> None:
               f"{gate['champion_version'] or 'none'}")
         for reason in gate["reasons"]:
             print(f"    {reason}")
+        if gate["decision"] == "passed":  # risk tier medium or high
+            print(_color(f"    waiting for a sign-off by one of {', '.join(gate.get('approvers') or ['governance.approvers'])}"
+                         f": in the MLflow UI (`ml-platform ui`), set the tags approval = approved and approver = <name> "
+                         f"on version {gate['challenger_version']}, or run `ml-platform approve --version "
+                         f"{gate['challenger_version']} --as <name>`", YELLOW))
         if gate["decision"] == "rejected" and not gate["champion_version"]:
             from ml_platform import settings
 

@@ -68,6 +68,7 @@ RUNBOOKS: dict[str, Runbook] = {
     "validation_failure": Runbook("validation-failure.md"),
     "label_rejected": Runbook("validation-failure.md", "Late labels rejected"),
     "gate_rejection": Runbook("gate-rejection.md"),
+    "approval_requested": Runbook("approvals.md"),
     "promotion": Runbook("approvals.md"),
     "approval_refused": Runbook("approvals.md"),
     "rollback": Runbook("rollback.md"),

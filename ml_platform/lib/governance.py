@@ -37,8 +37,15 @@ def evidence_fingerprint(tags: dict[str, str], evaluation_report: bytes) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def check_approval(*, tags: dict[str, str], approvers: list[str], current_evidence: str) -> ApprovalVerdict:
-    """Whether a sign-off recorded in `tags` may promote the version."""
+# The tag gate_compared_to of a version gated when there was no champion.
+NO_CHAMPION = "none (first model)"
+# The tags a reviewer sets to sign off (in the MLflow UI, or `ml-platform approve`).
+SIGN_OFF_TAGS = ("approval", "approver")
+
+
+def check_approval(*, tags: dict[str, str], approvers: list[str], current_evidence: str,
+                   champion_now: str | None) -> ApprovalVerdict:
+    """Whether a sign-off recorded in `tags` may promote the version, the champion being `champion_now`."""
     approver = tags.get("approver", "").strip()
     if tags.get("approval", "").strip().lower() != "approved":
         return ApprovalVerdict(False, f"tag approval is {tags.get('approval')!r}, not 'approved'")
@@ -59,6 +66,16 @@ def check_approval(*, tags: dict[str, str], approvers: list[str], current_eviden
     if recorded != current_evidence:
         return ApprovalVerdict(False, "the evidence changed since the gate decided (evaluation report or gate "
                                       "tags differ from what was recorded): re-run the gate")
+    # The gate judged the version against the champion of its day. A sign-off given after another version took
+    # the alias (a sign-off of an older challenger, a rollback) would promote a version never compared with it.
+    compared_to = tags.get("gate_compared_to")  # missing on versions gated before this tag existed
+    if compared_to is not None and compared_to != (champion_now or NO_CHAMPION):
+        then = "no champion" if compared_to == NO_CHAMPION else f"the champion v{compared_to}"
+        now = f"v{champion_now}" if champion_now else "none"
+        return ApprovalVerdict(False, f"the champion changed since the gate decided: the gate compared this version "
+                                      f"with {then}, and the champion is now {now}; to have the gate compare them, "
+                                      f"run the lifecycle on the same data with `ml-platform run --all` (it reuses "
+                                      f"this version, a cache hit, and decides again), then sign off again")
     return ApprovalVerdict(True, f"approved by {approver}")
 
 

@@ -299,6 +299,12 @@ class ModelRegistry(dg.ConfigurableResource):
         for key, value in tags.items():
             client.set_model_version_tag(model_name, version, key, str(value)[:5000])
 
+    def untag_version(self, model_name: str, version: str, keys: list[str]) -> None:
+        client, present = self.client(), self.version(model_name, version).tags
+        for key in keys:
+            if key in present:
+                client.delete_model_version_tag(model_name, str(version), key)
+
     def describe(self, model_name: str, text: str, *, version: str | None = None) -> None:
         """The description the MLflow UI shows at the top of the model's page (or of one version's)."""
         if version is None:

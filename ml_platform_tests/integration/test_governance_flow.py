@@ -122,3 +122,52 @@ def test_sign_off_promotes_only_allowed_unchanged_gated_versions_and_rollback_is
     inventory = json.loads(cli("--config", str(config), "inventory", "--json").stdout)
     assert [(m["name"], m["owner"], m["risk_tier"], m["champion"]) for m in inventory] == \
         [("churn", "team:ml-platform", "medium", "1")]
+
+
+def test_a_sign_off_given_after_the_champion_changed_is_refused_and_a_new_gate_needs_a_new_one(platform_env, tmp_path):
+    """Two versions wait for a sign-off, both gated when there was no champion. Once one is signed off, the other
+    was never compared with the new champion: its sign-off is refused until the gate has compared them, and a
+    sign-off given before that new decision does not carry over to it."""
+    registry = ModelRegistry()
+    first = run_lifecycle(config_file=write_config(tmp_path, MEDIUM), batch="1")
+    other = write_config(tmp_path, {**MEDIUM, "training": {"seed": 1}}, name="other.yaml")
+    second = run_lifecycle(config_file=other, batch="1")  # the same data, another seed: another version
+    assert first.success and second.success, first.errors + second.errors
+    assert [r.outputs["champion_model"]["decision"] for r in (first, second)] == ["passed", "passed"]
+    assert second.outputs["champion_model"]["champion_version"] is None
+
+    # The approvers heard of each: in the team channel's table, with who may sign and how.
+    requested = Warehouse().query("select title, details, links from governance.alerts "
+                                  "where kind = 'approval_requested' order by title")
+    assert list(requested["title"]) == [f"churn v{v} passed the gate and waits for a sign-off (risk tier medium)"
+                                        for v in ("1", "2")]
+    details = json.loads(requested["details"][0])
+    assert details["approvers"] == ["alice@example.com", "bob@example.com"]
+    assert "ml-platform approve --version 1 --as <name>" in details["to sign off"]
+    assert "/versions/1" in json.loads(requested["links"][0])["mlflow_version"]
+
+    [promoted] = sign_off(registry, "1", "bob@example.com")
+    assert promoted["promoted"] is True and registry.champion_version("churn") == "1"
+    [refused] = sign_off(registry, "2", "alice@example.com")
+    assert refused["promoted"] is False
+    assert refused["reason"].startswith("the champion changed since the gate decided: the gate compared this version "
+                                        "with no champion, and the champion is now v1")
+    assert registry.champion_version("churn") == "1"
+    assert audit("approval_refused")[-1]["version"] == "2"
+
+    # As the refusal says, `ml-platform run --all` on the same data: the training is a cache hit (v2 again), and the
+    # gate compares v2 with v1 at last. v2 turns out worse: Alice's sign-off, given before the two were compared,
+    # would have made it champion. That sign-off is gone with the old decision, and nothing is applied.
+    assert "`ml-platform run --all`" in refused["reason"]
+    again = run_lifecycle(config_file=other, batch="1", incremental=False)
+    assert again.success, again.errors
+    assert again.outputs["trained_model"]["cache_hit"] is True
+    gate = again.outputs["champion_model"]
+    assert (gate["challenger_version"], gate["decision"], gate["champion_version"]) == ("2", "rejected", "1")
+    tags = registry.version("churn", "2").tags
+    assert tags["gate_compared_to"] == "1"
+    assert "approval" not in tags and "approver" not in tags
+    assert process_approvals() == []
+    [refused] = sign_off(registry, "2", "alice@example.com")
+    assert refused["promoted"] is False and "did not pass the gate" in refused["reason"]
+    assert registry.champion_version("churn") == "1"

@@ -77,7 +77,7 @@ def test_psi_is_zero_for_the_same_distribution_and_grows_with_shift():
 def test_a_rolled_back_canary_blocks_the_sign_off():
     tags = {"approval": "approved", "approver": "alice", "gate_decision": "passed",
             "evidence_sha256": "abc", "canary": "rolled_back"}
-    verdict = check_approval(tags=tags, approvers=["alice"], current_evidence="abc")
+    verdict = check_approval(tags=tags, approvers=["alice"], current_evidence="abc", champion_now=None)
     assert not verdict.ok and "canary was rolled back" in verdict.reason
 
 

@@ -111,3 +111,17 @@ def test_status_says_why_the_live_metric_is_not_judged_yet(capsys):
             in live_line({"labelled_rows": 301, "window_days": 3, "min_labels": 50}))
     assert "within SLO  rolling roc_auc 0.8100 vs floor 0.7" in live_line(
         {"metric": "roc_auc", "rolling_metric": 0.81, "floor": 0.7, "labelled_rows": 900, "sustained_breach": False})
+
+
+def test_a_version_waiting_for_a_sign_off_says_who_signs_and_how(capsys):
+    from ml_platform.cli import _print_run
+    from ml_platform.runner import LifecycleResult
+
+    gate = {"challenger_version": "2", "decision": "passed", "champion_version": "1", "reasons": ["pass ..."],
+            "approvers": ["alice@example.com", "bob@example.com"]}
+    _print_run(LifecycleResult(success=True, run_id="r1", outputs={"champion_model": gate}))
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "gate: version 2 passed; champion is 1" in shown
+    assert ("waiting for a sign-off by one of alice@example.com, bob@example.com: in the MLflow UI (`ml-platform ui`), "
+            "set the tags approval = approved and approver = <name> on version 2, or run `ml-platform approve "
+            "--version 2 --as <name>`") in shown

@@ -37,7 +37,9 @@ def apply_approval(context: dg.OpExecutionContext, config: ApprovalRequest, proj
         report = registry.mlflow().artifacts.download_artifacts(
             run_id=tags["training_run_id"], artifact_path="evaluation/evaluation.json", dst_path=tmp)
         evidence_now = evidence_fingerprint(tags, Path(report).read_bytes())
-    verdict = check_approval(tags=tags, approvers=cfg.governance.approvers, current_evidence=evidence_now)
+    champion_now = registry.champion_version(name)
+    verdict = check_approval(tags=tags, approvers=cfg.governance.approvers, current_evidence=evidence_now,
+                             champion_now=champion_now)
     approver = tags.get("approver", "").strip() or "unknown"
     now = datetime.now(UTC).isoformat()
     evidence = {"approval": tags.get("approval"), "approver": approver, "gate_decision": tags.get("gate_decision"),
@@ -58,8 +60,9 @@ def apply_approval(context: dg.OpExecutionContext, config: ApprovalRequest, proj
         context.log.error(f"{name} v{version}: sign-off by {approver} refused: {verdict.reason}")
         publish_model_card(cfg, registry, version)
         return {"version": version, "promoted": False, "reason": verdict.reason}
+    # Compare-and-set on the champion the verdict was checked against: a rollback meanwhile stops it.
     record = governance.promote(name, version, actor=approver, reason=verdict.reason, evidence=evidence,
-                                action="promote_approved")
+                                action="promote_approved", expected_champion=champion_now)
     registry.tag_version(name, version, {"approval_state": "approved", "approved_by": approver, "approved_at": now})
     registry.describe(name, f"{mv.description or ''}\n\nSigned off by {approver} ({now}): promoted to champion."
                       .strip(), version=version)

@@ -16,7 +16,13 @@ from ml_platform.defs.evaluation.assets import evaluate_on_holdout
 from ml_platform.defs.registry.cards import publish_model_card
 from ml_platform.defs.sources import record_observation
 from ml_platform.lib.gate import GateDecision, decide_promotion
-from ml_platform.lib.governance import evidence_fingerprint, version_description
+from ml_platform.lib.governance import (
+    NO_CHAMPION,
+    SIGN_OFF_TAGS,
+    evidence_fingerprint,
+    sign_off_instructions,
+    version_description,
+)
 from ml_platform.lib.modeling import split_training_data
 from ml_platform.lib.snapshots import read_snapshot
 from ml_platform.resources import Governance, ModelRegistry, ProjectResource
@@ -51,10 +57,14 @@ def champion_model(context: dg.AssetExecutionContext, project: ProjectResource, 
         outcome = "rejected"
     else:
         outcome = "passed" if cfg.needs_approval else "promoted"
+    if outcome in ("rejected", "passed") and registry.version(name, challenger).tags.get("approval_state") != "approved":
+        # A new decision on a version gated before (the champion changed since): a sign-off given on the old
+        # evidence does not carry over to the new one (the approval sensor would apply it unseen).
+        registry.untag_version(name, challenger, list(SIGN_OFF_TAGS))
     registry.tag_version(name, challenger, {
         "gate_decision": outcome,
         "gate_reasons": json.dumps(decision.reasons, ensure_ascii=False),  # the UI shows "≥" as it is
-        "gate_compared_to": current or "none (first model)",
+        "gate_compared_to": current or NO_CHAMPION,
         "gate_evidence": model_evaluation["report_uri"],
         "gate_decided_at": datetime.now(UTC).isoformat(),
         "gate_dagster_run_id": context.run.run_id,
@@ -90,7 +100,7 @@ def champion_model(context: dg.AssetExecutionContext, project: ProjectResource, 
         champion = challenger
         # What is scored after this in the run records the champion it was scored with (defs/sources.py).
         record_observation(context.instance, "champion_alias", cfg, project.paths(), governance.warehouse)
-    if outcome in ("rejected", "promoted"):
+    if outcome in ("rejected", "promoted", "passed"):
         _alert_gate_outcome(alerts, outcome, cfg, registry, decision, model_evaluation, current,
                             run_id=context.run.run_id)
 
@@ -113,12 +123,14 @@ def champion_model(context: dg.AssetExecutionContext, project: ProjectResource, 
         context.log.warning(f"no champion yet: version {challenger} is {outcome}")
     return {"champion_version": champion, "previous_champion": current, "challenger_version": challenger,
             "decision": outcome, "reasons": decision.reasons, "metric": decision.metric,
-            "challenger_value": decision.challenger_value, "champion_value": decision.champion_value}
+            "challenger_value": decision.challenger_value, "champion_value": decision.champion_value,
+            "approvers": cfg.governance.approvers if outcome == "passed" else []}
 
 
 def _alert_gate_outcome(alerts: Alerts, outcome: str, cfg: ProjectConfig, registry: ModelRegistry,
                         decision: GateDecision, model_evaluation: dict, current: str | None, *, run_id: str) -> None:
-    """A rejection (the champion stays) or a promotion without sign-off (risk tier low), to the team channel."""
+    """A rejection (the champion stays), a promotion without sign-off (risk tier low) or a version waiting for
+    a sign-off (the approvers learn of it here), to the team channel."""
     name, version = cfg.model.name, model_evaluation["version"]
     metrics, value = model_evaluation["metrics"], f"{decision.challenger_value:.4f}"
     evidence = {
@@ -133,6 +145,14 @@ def _alert_gate_outcome(alerts: Alerts, outcome: str, cfg: ProjectConfig, regist
         alerts.send("gate_rejection", f"{name} v{version} rejected by the promotion gate",
                     {"failed": decision.failures, **evidence,
                      "champion": f"v{current} unchanged" if current else "none yet"}, links=links)
+    elif outcome == "passed":
+        alerts.send("approval_requested", f"{name} v{version} passed the gate and waits for a sign-off (risk tier "
+                                          f"{cfg.model.risk_tier})",
+                    {**evidence, "champion": f"v{current} until signed off" if current else "none yet",
+                     "passed": decision.reasons, "approvers": cfg.governance.approvers,
+                     "to sign off": f"{sign_off_instructions(cfg.governance.approvers)} Or run `ml-platform approve "
+                                    f"--version {version} --as <name>`."},
+                    severity="info", links=links)
     else:
         alerts.send("promotion", f"{name} v{version} is champion (promoted by the gate, risk tier "
                                  f"{cfg.model.risk_tier}: no sign-off needed)",
