@@ -1,6 +1,7 @@
 """The Dagster code location: loads the defs folder (one folder per lifecycle stage) and applies the
 project-wide policies in one place: owners from the config, code versions, the executor."""
 
+import logging
 import os
 import sys
 import warnings
@@ -14,6 +15,19 @@ from ml_platform.lib.code_version import asset_code_version
 
 # Dagster 1.13 warns about its own internals each time it attaches resources to a sensor; not ours to act on.
 warnings.filterwarnings("ignore", message="Parameter `owners` of initializer `SensorDefinition", category=dg.BetaWarning)
+
+
+class _ModelLocationsShareOneProject(logging.Filter):
+    """Each model's code location (`<folder>/definitions.py`, written by `ml-platform init`) loads this one dg
+    project, whose [tool.dg.project] code_location_name is `ml_platform`. On every load of any other location
+    Dagster logs that the names differ (40-odd warnings per `make ui` start for one model): by design here, and
+    harmless, since this project has no app-managed components. Only that message is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "configured on this project does not match the name" not in record.getMessage()
+
+
+logging.getLogger("dagster.components.core.component_tree").addFilter(_ModelLocationsShareOneProject())
 
 # What each asset reads of the project config. A change there changes the asset's code version, so Dagster
 # shows it (and everything downstream) stale and `ml-platform run` recomputes it; a change elsewhere does not

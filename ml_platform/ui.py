@@ -35,6 +35,11 @@ def run(*, host: str = "127.0.0.1", dagster_port: int = 3000, mlflow_port: int =
         # What a process manager (systemd, docker stop, a test) sends: stop both UIs as Ctrl-C does, instead of
         # dying at once and leaving them running in their own sessions.
         signal.signal(signal.SIGTERM, _interrupt)
+        # A process started in the background (`make ui &`, nohup, a CI shell) inherits SIGINT ignored, and so
+        # would the UIs. `dagster dev` maps SIGTERM to its SIGINT handler: with SIGINT ignored it ignored SIGTERM
+        # too, and every stop waited 30 s for the SIGKILL below. A handled signal is reset to the default in a
+        # child, so the UIs start with SIGINT (and so SIGTERM) working.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     procs = {name: subprocess.Popen(argv, cwd=settings.PROJECT_ROOT, env=_environment(host, dagster_port, mlflow_port),
                                     start_new_session=True)
              for name, argv in commands(host=host, dagster_port=dagster_port, mlflow_port=mlflow_port).items()}
@@ -52,16 +57,36 @@ def run(*, host: str = "127.0.0.1", dagster_port: int = 3000, mlflow_port: int =
     except KeyboardInterrupt:
         pass
     finally:
-        for proc in procs.values():
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in procs.values():
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        _stop(procs)
     failed = [name for name, p in procs.items() if p.returncode not in (0, -signal.SIGTERM, None)]
     return 1 if failed else 0
+
+
+def _stop(procs: dict[str, subprocess.Popen], grace_seconds: float = 30) -> None:
+    """SIGTERM to each UI's process group (`dagster dev` with its webserver, daemon and code servers; the MLflow
+    server with its workers), then up to `grace_seconds` for them to shut down. A second Ctrl-C or SIGTERM, or
+    the time running out, kills whatever is left in those groups: a stop never leaves a UI running."""
+    for proc in procs.values():
+        _signal_group(proc, signal.SIGTERM)
+    try:
+        deadline = time.monotonic() + grace_seconds
+        for proc in procs.values():
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+    except (subprocess.TimeoutExpired, KeyboardInterrupt):
+        pass
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):  # nothing may interrupt the last step
+            signal.signal(signum, signal.SIG_IGN)
+    for proc in procs.values():  # also a group whose leader exited but left children behind
+        _signal_group(proc, signal.SIGKILL)
+        proc.wait()
+
+
+def _signal_group(proc: subprocess.Popen, signum: int) -> None:
+    try:
+        os.killpg(proc.pid, signum)  # each UI leads a session of its own (start_new_session)
+    except ProcessLookupError:
+        pass
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -43,21 +43,63 @@ def wait_for(url: str, proc: subprocess.Popen, log: Path, timeout: float = 180) 
     raise AssertionError(f"{url} did not answer:\n{log.read_text()}")
 
 
+def descendants(pid: int) -> set[int]:
+    """Every live process below `pid` (children, theirs, ...), from /proc."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "(comm)", which may hold spaces
+        except OSError:
+            continue  # ended meanwhile
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def alive(pids: set[int]) -> set[int]:
+    """Those of `pids` still running (a zombie, ended but not yet reaped, is not)."""
+    running = set()
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            running.add(pid)
+    return running
+
+
 @contextmanager
 def running_ui(config: Path, log: Path, *, ports: tuple[int, int] | None = None) -> Iterator[RunningUI]:
-    """`ml-platform --config CONFIG ui` on the current ML_PLATFORM_HOME, until both UIs answer; stopped on exit
-    with SIGTERM (SIGINT may be ignored by a process started in the background, as CI shells do)."""
+    """`ml-platform --config CONFIG ui` on the current ML_PLATFORM_HOME, until both UIs answer. It starts as a
+    background job does (`make ui &`, a CI shell): with SIGINT ignored. On exit it gets SIGTERM, as from a process
+    manager, and must stop cleanly: exit status 0 (`dagster dev` shut its services down itself, not killed after
+    the grace period) and no process it started left running."""
     dagster_port, mlflow_port = ports or ui_ports()
+
+    def as_a_background_job() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
     ui = subprocess.Popen([sys.executable, "-m", "ml_platform.cli", "--config", str(config), "ui",
                            "--dagster-port", str(dagster_port), "--mlflow-port", str(mlflow_port)],
-                          cwd=PROJECT_ROOT, stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
+                          cwd=PROJECT_ROOT, stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True,
+                          preexec_fn=as_a_background_job)
+    started: set[int] = set()
     try:
         wait_for(f"http://127.0.0.1:{mlflow_port}/health", ui, log)
         wait_for(f"http://127.0.0.1:{dagster_port}/server_info", ui, log)
         yield RunningUI(f"http://127.0.0.1:{dagster_port}", f"http://127.0.0.1:{mlflow_port}", log, ui)
+        started = descendants(ui.pid)
     finally:
         os.killpg(ui.pid, signal.SIGTERM)
         try:
-            ui.wait(timeout=60)
+            ui.wait(timeout=120)
         except subprocess.TimeoutExpired:
-            os.killpg(ui.pid, signal.SIGKILL)
+            os.killpg(ui.pid, signal.SIGKILL)  # and the exit status below says so
+    assert ui.returncode == 0, f"ml-platform ui exited with {ui.returncode}, not 0:\n{log.read_text()}"
+    assert "Shutting down Dagster services" in log.read_text(), log.read_text()
+    assert not alive(started), f"left running after ml-platform ui stopped: {sorted(alive(started))}"
