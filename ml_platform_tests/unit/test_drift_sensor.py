@@ -75,3 +75,32 @@ def test_drift_retrainings_are_capped_per_day(tmp_path):
             result = drift_sensor.evaluate_tick(context)
         assert not result.run_requests
         assert "cap automation.max_retrainings_per_day = 1" in result.skip_message
+
+
+def test_no_retraining_when_a_run_already_trained_and_gated_on_the_drifted_features(tmp_path):
+    """A `lifecycle` run trains on every batch: when its drift report flags the batch, it has already trained on
+    it and gated the model. A retraining would be a cache hit and the same decision again (before, the tutorial's
+    drift day recorded the gate's rejection of version 3 twice)."""
+    from dagster._core.definitions.data_version import DATA_VERSION_TAG, get_input_data_version_tag
+
+    definitions = sensor_definitions(write_config(tmp_path))
+    with dg.instance_for_test() as instance:
+        features_built(instance, "drifted batch's features")
+        trained_on = {get_input_data_version_tag(dg.AssetKey(["features", "churn_features"])):
+                      "drifted batch's features", DATA_VERSION_TAG: "training snapshot"}
+        instance.report_runless_asset_event(dg.AssetMaterialization("training_data", tags=trained_on))
+        report(instance, drifted=True)  # the run's drift report, before its gate has decided
+        [request], cursor = tick(instance, definitions, None)  # trained, not gated yet (say, the gate step failed)
+        instance.report_runless_asset_event(dg.AssetMaterialization(
+            "champion_model", metadata={"decision": "rejected", "challenger_version": "3"}))
+        report(instance, drifted=True)
+        with dg.build_sensor_context(instance=instance, cursor=cursor, definitions=definitions,
+                                     resources=definitions.resources) as context:
+            result = drift_sensor.evaluate_tick(context)
+        assert not result.run_requests
+        assert "already trained on these features and gated the model (version 3: rejected)" in result.skip_message
+
+        features_built(instance, "the next day's features")  # new data: a retraining has something new to learn
+        report(instance, drifted=True)
+        newer, _ = tick(instance, definitions, result.cursor)
+        assert len(newer) == 1

@@ -313,7 +313,7 @@ def performance_sensor(context: dg.SensorEvaluationContext, asset_event: dg.Even
             return dg.SkipReason(f"the breach since {started} already started retraining run {run.run_id} "
                                  f"(breach started {earlier}): one retraining per breach episode")
     inputs = training_inputs_version(context.instance, cfg)
-    duplicate = retraining_already_requested(context.instance, inputs)
+    duplicate = retraining_already_requested(context.instance, cfg, inputs)
     if duplicate:
         return dg.SkipReason(f"sustained SLO breach since {started}, but {duplicate}")
     capped = retraining_cap_reached(context.instance, cfg.automation.max_retrainings_per_day)

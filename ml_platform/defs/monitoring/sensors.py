@@ -48,14 +48,36 @@ def training_inputs_version(instance: dg.DagsterInstance, cfg) -> str:
     return (tags or {}).get(DATA_VERSION_TAG, "none")
 
 
-def retraining_already_requested(instance: dg.DagsterInstance, inputs_version: str) -> str | None:
+def retraining_already_requested(instance: dg.DagsterInstance, cfg, inputs_version: str) -> str | None:
     """Why a retraining on these features is a duplicate, or None: one retraining per state of the features,
-    whichever sensor (drift, SLO) or tick asks. Run keys only dedupe within one sensor."""
+    whichever sensor (drift, SLO) or tick asks (run keys only dedupe within one sensor), and none when a run
+    already trained and gated a model on them."""
     for run in instance.get_runs(filters=dg.RunsFilter(tags={INPUTS_TAG: inputs_version}), limit=5):
         if run.status not in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED):
             return (f"retraining run {run.run_id} ({run.tags.get('ml_platform/trigger', '-')} trigger, "
                     f"{run.status.value.lower()}) already trains on these features")
-    return None
+    return already_gated_on(instance, cfg, inputs_version)
+
+
+def already_gated_on(instance: dg.DagsterInstance, cfg, inputs_version: str) -> str | None:
+    """The run that trained on these features and took the model through the gate, if one did. A `lifecycle` run
+    trains on every batch, the drifted one included: a retraining on the same features would be a cache hit
+    and the gate's decision a repeat of the one on record (the daily job does not train, so after it this is
+    None)."""
+    from dagster._core.definitions.data_version import get_input_data_version_tag
+
+    training = instance.get_latest_materialization_event(keys.key("training_data"))
+    gate = instance.get_latest_materialization_event(keys.key("champion_model"))
+    if training is None or gate is None or gate.timestamp < training.timestamp:
+        return None  # never trained, or trained and not gated yet (a failed gate step): retraining gates it
+    features = keys.key(f"features/{cfg.features.dbt_model}")
+    trained_on = (training.asset_materialization.tags or {}).get(get_input_data_version_tag(features))
+    if trained_on != inputs_version:
+        return None
+    decision = getattr((gate.asset_materialization.metadata or {}).get("decision"), "value", "recorded")
+    version = getattr((gate.asset_materialization.metadata or {}).get("challenger_version"), "value", "?")
+    return (f"run {gate.run_id} already trained on these features and gated the model (version {version}: "
+            f"{decision})")
 
 
 INPUTS_TAG = "ml_platform/training_inputs"  # the feature table's data version a retraining was requested for
@@ -72,7 +94,7 @@ def drift_sensor(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEn
         return dg.SkipReason(f"the drift report of run {asset_event.run_id or '-'} found no dataset drift")
     cfg = project.config()
     inputs = training_inputs_version(context.instance, cfg)
-    duplicate = retraining_already_requested(context.instance, inputs)
+    duplicate = retraining_already_requested(context.instance, cfg, inputs)
     if duplicate:
         return dg.SkipReason(f"drift detected, but {duplicate}")
     capped = retraining_cap_reached(context.instance, cfg.automation.max_retrainings_per_day)
