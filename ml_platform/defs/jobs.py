@@ -17,9 +17,15 @@ TRAINS_TAG = {"ml_platform/trains": "true"}
 TRANSIENT_FAILURE_RETRY = dg.RetryPolicy(max_retries=3, delay=1.5, backoff=dg.Backoff.EXPONENTIAL,
                                          jitter=dg.Jitter.PLUS_MINUS)
 
+# Both jobs observe the sources first (defs/sources.py), in steps of their own before raw_batch, late_labels, ...:
+# so a run launched from the UI, the schedule or a sensor records which batch, label files and champion it
+# processed. Without that, its materializations named the versions last observed, and the next `ml-platform run`
+# (which observes, then recomputes what is stale) redid the whole lifecycle on data just processed.
+EVERY_ASSET = dg.AssetSelection.all(include_sources=True)
+
 lifecycle_job = dg.define_asset_job(
     "lifecycle",
-    selection=dg.AssetSelection.all(),  # every asset; the approval job (registry/approvals.py) has no assets
+    selection=EVERY_ASSET,  # the approval job (registry/approvals.py) has no assets
     op_retry_policy=TRANSIENT_FAILURE_RETRY,
     tags=TRAINS_TAG,
     description="ingest → validate → features → train → evaluate → register → gate → score → monitor; "
@@ -30,7 +36,7 @@ daily_job = dg.define_asset_job(
     "daily",
     # Production's day: new data is validated, featurized, scored and monitored; training happens only when
     # monitoring asks for it (the drift and performance sensors) or a person runs the lifecycle.
-    selection=dg.AssetSelection.all() - dg.AssetSelection.assets(*(keys.key(name) for name in TRAINING_ASSETS)),
+    selection=EVERY_ASSET - dg.AssetSelection.assets(*(keys.key(name) for name in TRAINING_ASSETS)),
     op_retry_policy=TRANSIENT_FAILURE_RETRY,
     description="ingest → validate → features → score → monitor (drift, prediction drift, late labels, live "
     "performance, cost), with the champion as it is; no training",

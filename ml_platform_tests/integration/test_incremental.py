@@ -94,3 +94,21 @@ def test_unchanged_inputs_recompute_nothing_and_new_params_retrain_without_reing
         "select sum(case when is_new_customer <> (case when tenure_months < 3 then 1 else 0 end) then 1 else 0 end),"
         " sum(is_new_customer) from features.churn_features").itertuples(index=False)
     assert wrong == 0 and new_customers > 0
+
+
+def test_a_run_launched_from_the_ui_leaves_nothing_for_the_next_cli_run_to_redo(platform_env, tmp_path):
+    """The `lifecycle` job run whole, as the UI's launchpad, the daily schedule or a sensor starts it (not through
+    `ml-platform run`, which observes the sources first): its first steps observe the sources, so its
+    materializations name the batch they hold. Before, they named the batch observed last, and the next
+    `ml-platform run` recomputed the whole lifecycle on the data that run had just processed."""
+    generate_batch(1, rows=3000, seed=7).to_parquet(tmp_path / "batch.parquet")
+    config = write_config(tmp_path, {"data": {"source": {"kind": "file", "path": "batch.parquet"}}})
+    assert run_lifecycle(config_file=config).success
+
+    generate_batch(2, rows=3000, seed=7).to_parquet(tmp_path / "batch.parquet")  # the next export arrives
+    whole_job = run_lifecycle(config_file=config, incremental=False)
+    assert whole_job.success, whole_job.errors
+    assert whole_job.assets["raw_batch"] == "materialized"
+    assert set(_stale(["raw_batch", "training_data", "trained_model"]).values()) == {"FRESH"}
+    after = run_lifecycle(config_file=config)
+    assert after.success and after.run_id == "", f"recomputed: {after.assets}"
