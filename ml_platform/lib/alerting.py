@@ -67,6 +67,7 @@ RUNBOOKS: dict[str, Runbook] = {
     "freshness_breach": Runbook("freshness-breach.md"),
     "validation_failure": Runbook("validation-failure.md"),
     "label_rejected": Runbook("validation-failure.md", "Late labels rejected"),
+    "schema_change": Runbook("validation-failure.md", "Columns the contract does not declare"),
     "gate_rejection": Runbook("gate-rejection.md"),
     "approval_requested": Runbook("approvals.md"),
     "promotion": Runbook("approvals.md"),

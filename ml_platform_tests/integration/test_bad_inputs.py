@@ -5,6 +5,7 @@ that same home, and after each we check: the error names the problem, no new mod
 champion unchanged, no stored snapshot, model artifact or prediction modified.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -170,6 +171,12 @@ def test_a_column_the_contract_does_not_declare_is_named_and_kept_in_the_snapsho
     assert result.outputs["validated_batches"]["columns_not_in_contract"] == ["loyalty_tier"]
     assert "loyalty_tier" in pd.read_parquet(result.outputs["raw_batch"]["path"]).columns  # the snapshot is whole
     assert "loyalty_tier" not in Warehouse().query("select * from raw.churn_batches limit 1").columns
+    # A changed schema the team hears of, from a scheduled run as well: an alert with its runbook.
+    [alert] = Warehouse().query("select title, details, runbook from governance.alerts where kind = 'schema_change'"
+                                ).to_dict("records")
+    assert alert["title"].endswith("has columns the contract does not declare: loyalty_tier")
+    assert json.loads(alert["details"])["columns"] == ["loyalty_tier"]
+    assert "validation-failure.md" in alert["runbook"]
 
 
 def test_invalid_config_is_refused_before_anything_runs(established):
