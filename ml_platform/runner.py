@@ -170,9 +170,19 @@ def _execute(definitions: Any, job: Any, instance: Any, run_config: dict, chosen
         ReconstructableRepository,  # no public form for a code location module
     )
 
-    reconstructable = ReconstructableRepository.for_module(
-        "ml_platform.definitions", "defs", working_directory=str(settings.PROJECT_ROOT),
-    ).get_reconstructable_job(job.name)
+    from ml_platform.lib.starter import model_location_file
+
+    # A step on another process or machine (a Celery worker) rebuilds the job from this pointer. From the project's
+    # module it would read that worker's own ML_PLATFORM_CONFIG (another model's) and find none of this model's
+    # assets: a model with a code location of its own is rebuilt from it, which pins its config.
+    location = model_location_file(settings.config_path())
+    if location is not None:
+        repository = ReconstructableRepository.for_file(str(location), "defs",
+                                                        working_directory=str(settings.PROJECT_ROOT))
+    else:
+        repository = ReconstructableRepository.for_module("ml_platform.definitions", "defs",
+                                                          working_directory=str(settings.PROJECT_ROOT))
+    reconstructable = repository.get_reconstructable_job(job.name)
     with dg.execute_job(reconstructable, instance=instance, run_config=run_config, tags=tags,
                         asset_selection=selection, raise_on_error=False) as result:
         return _summarize(result, job, chosen, instance)

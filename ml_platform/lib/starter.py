@@ -358,6 +358,18 @@ def _estimator_text(s: Starter) -> str:
     params: {max_iter: 200, learning_rate: 0.1, early_stopping: true}"""
 
 
+def model_location_file(config_path: Path) -> Path | None:
+    """The code location `init` wrote beside a config (`<folder>/definitions.py`, pinning that config), if any."""
+    location = Path(config_path).with_name("definitions.py")
+    if location.is_file() and _pinning(Path(config_path).name) in location.read_text():
+        return location
+    return None
+
+
+def _pinning(config_name: str) -> str:
+    return f'defs = model_definitions(Path(__file__).with_name("{config_name}"))'
+
+
 def _location_text(s: Starter, config_path: Path) -> str:
     return f'''"""Dagster code location of the {s.name} model (written by `ml-platform init`): workspace.yaml lists this
 file, so `make ui` shows the model's assets under {s.name}/, with its own jobs, sensors and schedule."""
@@ -366,7 +378,7 @@ from pathlib import Path
 
 from ml_platform.definitions import model_definitions
 
-defs = model_definitions(Path(__file__).with_name("{config_path.name}"))
+{_pinning(config_path.name)}
 '''
 
 

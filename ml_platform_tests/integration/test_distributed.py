@@ -5,6 +5,7 @@ rerun completes."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -132,3 +133,40 @@ def _event_type(name: str):
     import dagster as dg
 
     return getattr(dg.DagsterEventType, name)
+
+
+def test_a_model_added_with_init_runs_on_workers_started_for_another_model(postgres_profile, platform_env, tmp_path):
+    """Workers serve every model of the project. Before, a step of an `init`-made model was rebuilt on the worker
+    from the project's module with the worker's own config (another model's): 'For selected asset
+    ["tumours", "trained_model"], did you mean ["trained_model"]', and the run failed."""
+    dbt = tmp_path / "dbt_project"
+    shutil.copytree(PROJECT_ROOT / "dbt_project", dbt, ignore=shutil.ignore_patterns("target", "logs"))
+    shutil.copy(PROJECT_ROOT / "workspace.yaml", tmp_path / "workspace.yaml")  # init adds the model's location
+    (tmp_path / "tumours").mkdir()
+    shutil.copy(PROJECT_ROOT / "docs" / "tutorial" / "tumour_model.py", tmp_path / "tumours")
+    subprocess.run([sys.executable, str(PROJECT_ROOT / "docs" / "tutorial" / "make_data.py"), "1",
+                    str(tmp_path / "tumours" / "patients.csv")], check=True, capture_output=True)
+    os.environ.update({"ML_PLATFORM_DBT_PROJECT_DIR": str(dbt), "ML_PLATFORM_EXECUTOR": "celery",
+                       "ML_PLATFORM_CELERY_QUEUE": f"test-{uuid.uuid4().hex[:8]}",
+                       "ML_PLATFORM_CONFIG": str(write_config(tmp_path, name="churn.yaml"))})  # the workers' model
+    try:
+        init = subprocess.run([sys.executable, "-m", "ml_platform.cli", "init", "--data", "tumours/patients.csv",
+                               "--target", "diagnosis", "--name", "tumours", "--pipeline", "tumour_model:build_pipeline",
+                               "--output", "tumours/ml_platform.yaml"], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=300, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+        assert init.returncode == 0, init.stdout + init.stderr
+        use_environment()  # the databases exist before the worker connects
+        workers = Workers(tmp_path)
+        workers.start("w1")
+        try:
+            workers.wait_ready()
+            run = run_lifecycle(config_file=tmp_path / "tumours" / "ml_platform.yaml")
+        finally:
+            workers.stop()
+    finally:
+        os.environ.pop("ML_PLATFORM_DBT_PROJECT_DIR")  # the others are restored by platform_env
+    assert run.success, run.errors
+    assert run.assets["trained_model"] == "materialized"
+    assert os.getpid() not in {e.dagster_event.pid for e in _step_events(run.run_id, "STEP_START")}, \
+        "the steps ran on the worker"
+    assert ModelRegistry().versions("tumours") and not ModelRegistry().find_version("churn", "1")
