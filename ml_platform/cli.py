@@ -358,6 +358,13 @@ def _print_status(status: dict) -> None:
         print(f"  challenger: version {chal['version']} — gate {chal['gate_decision']}, approval {chal['approval_state']}")
         for reason in chal["gate_reasons"]:
             print(f"    {reason}")
+        if chal.get("gate_outdated"):
+            from ml_platform.lib.governance import NO_CHAMPION
+
+            compared = "no champion" if chal["gate_compared_to"] == NO_CHAMPION else f"v{chal['gate_compared_to']}"
+            print(_color(f"    the gate compared it with {compared}, and the champion has changed since: a "
+                         f"sign-off would be refused; run `ml-platform run --all` on the same data to gate it against "
+                         f"the champion first", YELLOW))
     _print_monitoring(status.get("monitoring") or {})
 
 

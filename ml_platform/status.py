@@ -9,6 +9,7 @@ from typing import Any
 
 from ml_platform import keys, settings
 from ml_platform.config import load_config
+from ml_platform.lib.governance import NO_CHAMPION
 from ml_platform.resources import ModelRegistry
 from ml_platform.resources.governance import PREVIOUS_CHAMPION
 from ml_platform.resources.registry import CHALLENGER
@@ -29,6 +30,7 @@ def _version_record(registry: ModelRegistry, version: Any) -> dict:
         "lineage": {k: tags[k] for k in LINEAGE_TAGS if k in tags},
         "gate_decision": tags.get("gate_decision", "not gated"),
         "gate_reasons": json.loads(tags.get("gate_reasons", "[]")),
+        "gate_compared_to": tags.get("gate_compared_to"),
         "approval_state": tags.get("approval_state", "-"),
         "approver": tags.get("approved_by") or tags.get("approver") or "-",
         "approved_at": tags.get("approved_at", "-"),
@@ -61,7 +63,11 @@ def model_status() -> dict:
     newest = str(versions[-1].version)
     candidate = registry.alias_version(name, CHALLENGER) or (newest if newest != champion else None)
     if candidate:
-        status["challenger"] = _version_record(registry, registry.version(name, candidate))
+        status["challenger"] = challenger = _version_record(registry, registry.version(name, candidate))
+        # A sign-off of this version would be refused (lib/governance.py): say so before someone gives it.
+        compared = challenger["gate_compared_to"]
+        challenger["gate_outdated"] = (challenger["gate_decision"] == "passed" and challenger["approval_state"] != "approved"
+                                       and compared is not None and compared != (champion or NO_CHAMPION))
     return status
 
 

@@ -12,6 +12,7 @@ import pytest
 from ml_platform.resources import Governance, ModelRegistry, Warehouse
 from ml_platform.runner import process_approvals, run_lifecycle
 from ml_platform.settings import PROJECT_ROOT
+from ml_platform.status import model_status
 from ml_platform_tests.conftest import write_config
 
 pytestmark = pytest.mark.slow
@@ -148,6 +149,9 @@ def test_a_sign_off_given_after_the_champion_changed_is_refused_and_a_new_gate_n
 
     [promoted] = sign_off(registry, "1", "bob@example.com")
     assert promoted["promoted"] is True and registry.champion_version("churn") == "1"
+    challenger = model_status()["challenger"]  # what `ml-platform status` shows before anyone signs v2 off
+    assert (challenger["version"], challenger["gate_compared_to"], challenger["gate_outdated"]) == \
+        ("2", "none (first model)", True)
     [refused] = sign_off(registry, "2", "alice@example.com")
     assert refused["promoted"] is False
     assert refused["reason"].startswith("the champion changed since the gate decided: the gate compared this version "

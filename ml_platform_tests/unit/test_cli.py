@@ -125,3 +125,15 @@ def test_a_version_waiting_for_a_sign_off_says_who_signs_and_how(capsys):
     assert ("waiting for a sign-off by one of alice@example.com, bob@example.com: in the MLflow UI (`ml-platform ui`), "
             "set the tags approval = approved and approver = <name> on version 2, or run `ml-platform approve "
             "--version 2 --as <name>`") in shown
+
+
+def test_status_warns_that_a_challenger_gated_against_another_champion_cannot_be_signed_off(capsys):
+    from ml_platform.cli import _print_status
+
+    challenger = {"version": "2", "gate_decision": "passed", "approval_state": "pending", "gate_reasons": [],
+                  "gate_compared_to": "none (first model)", "gate_outdated": True}
+    _print_status({"model": "churn", "risk_tier": "medium", "tracking_uri": "sqlite://", "registered": True,
+                   "champion": None, "previous_champion": None, "challenger": challenger, "versions": 2})
+    shown = " ".join(capsys.readouterr().out.split())
+    assert ("the gate compared it with no champion, and the champion has changed since: a sign-off would be "
+            "refused; run `ml-platform run --all` on the same data to gate it against the champion first") in shown
