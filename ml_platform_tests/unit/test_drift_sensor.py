@@ -22,10 +22,15 @@ def features_built(instance: dg.DagsterInstance, version: str) -> None:
                                                                 tags={DATA_VERSION_TAG: version}))
 
 
-def tick(instance: dg.DagsterInstance, definitions: dg.Definitions, cursor: str | None):
+def evaluate(instance: dg.DagsterInstance, definitions: dg.Definitions, cursor: str | None):
+    """One tick of the sensor: its run requests or skip message, and its cursor."""
     with dg.build_sensor_context(instance=instance, cursor=cursor, definitions=definitions,
                                  resources=definitions.resources) as context:
-        result = drift_sensor.evaluate_tick(context)
+        return drift_sensor.evaluate_tick(context)
+
+
+def tick(instance: dg.DagsterInstance, definitions: dg.Definitions, cursor: str | None):
+    result = evaluate(instance, definitions, cursor)
     return result.run_requests or [], result.cursor
 
 
@@ -70,9 +75,7 @@ def test_drift_retrainings_are_capped_per_day(tmp_path):
         instance.create_run_for_job(dg.GraphDefinition("retraining_stub").to_job(), tags=request.tags)
         features_built(instance, "the next day's features")  # new data, so not a duplicate: the cap stops it
         report(instance, drifted=True)
-        with dg.build_sensor_context(instance=instance, cursor=cursor, definitions=definitions,
-                                     resources=definitions.resources) as context:
-            result = drift_sensor.evaluate_tick(context)
+        result = evaluate(instance, definitions, cursor)
         assert not result.run_requests
         assert "cap automation.max_retrainings_per_day = 1" in result.skip_message
 
@@ -94,9 +97,7 @@ def test_no_retraining_when_a_run_already_trained_and_gated_on_the_drifted_featu
         instance.report_runless_asset_event(dg.AssetMaterialization(
             "champion_model", metadata={"decision": "rejected", "challenger_version": "3"}))
         report(instance, drifted=True)
-        with dg.build_sensor_context(instance=instance, cursor=cursor, definitions=definitions,
-                                     resources=definitions.resources) as context:
-            result = drift_sensor.evaluate_tick(context)
+        result = evaluate(instance, definitions, cursor)
         assert not result.run_requests
         assert "already trained on these features and gated the model (version 3: rejected)" in result.skip_message
 
