@@ -90,6 +90,16 @@ _DESCRIPTIONS = {
 }
 
 
+def observed_version(name: str, cfg: ProjectConfig, paths: PlatformPaths, warehouse: Warehouse, *,
+                     batch: str | None = None) -> str:
+    """Source `name`'s version now. Never raises: an unreadable source file is a version of its own, and raw_batch
+    then runs and reports it clearly (an observation failing first would only say that observing failed)."""
+    try:
+        return OBSERVERS[name](cfg, paths, warehouse, batch=batch)
+    except Exception as exc:
+        return f"unobservable: {type(exc).__name__}: {exc}"
+
+
 def record_observation(instance: dg.DagsterInstance, name: str, cfg: ProjectConfig, paths: PlatformPaths,
                        warehouse: Warehouse, *, batch: str | None = None) -> str:
     """Observe source `name` now and record its version if it moved (no run needed); returns the version.
@@ -98,10 +108,7 @@ def record_observation(instance: dg.DagsterInstance, name: str, cfg: ProjectConf
     from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
     key = keys.key(name)
-    try:
-        version = OBSERVERS[name](cfg, paths, warehouse, batch=batch)
-    except Exception as exc:  # e.g. an unreadable source file: raw_batch runs and reports it clearly
-        version = f"unobservable: {type(exc).__name__}: {exc}"
+    version = observed_version(name, cfg, paths, warehouse, batch=batch)
     latest = instance.get_latest_data_version_record(key, is_source=True)
     observed = latest.asset_observation if latest is not None else None
     if observed is None or (observed.tags or {}).get(DATA_VERSION_TAG) != version:
@@ -110,12 +117,12 @@ def record_observation(instance: dg.DagsterInstance, name: str, cfg: ProjectConf
 
 
 def _observable(name: str) -> dg.AssetsDefinition:
-    observe = OBSERVERS[name]
     spec = dg.AssetSpec(name, group_name=_GROUPS[name], description=_DESCRIPTIONS[name])
 
     @dg.multi_observable_source_asset(specs=[spec], name=f"observe_{name}")
     def _observed(project: ProjectResource, warehouse: Warehouse):
-        yield dg.ObserveResult(asset_key=keys.key(name), data_version=dg.DataVersion(observe(project.config(), project.paths(), warehouse)))
+        version = observed_version(name, project.config(), project.paths(), warehouse)
+        yield dg.ObserveResult(asset_key=keys.key(name), data_version=dg.DataVersion(version))
 
     return _observed
 
