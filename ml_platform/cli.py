@@ -216,7 +216,7 @@ def _init(args) -> int:
 
     try:
         data = Path(args.data)
-        found = init.inspect(init.read_data(data), data, target=args.target, name=args.name, id_column=args.id_column)
+        found = init.inspect(init.read_data(data), target=args.target, name=args.name, id_column=args.id_column)
         config_path = Path(args.output)
         found.pipeline, found.approvers = args.pipeline, args.approver
         files = init.render(found, config_path=config_path,
@@ -234,7 +234,8 @@ def _init(args) -> int:
                "labels": found.labels,
                "positive_label": found.positive_label, "id_column": found.id_column,
                "timestamp_column": found.timestamp_column, "workspace_entry_added": bool(entry),
-               "columns": {g.name: g.type for g in found.columns}, "written": [str(p) for p in files]}
+               "columns": {g.name: g.type for g in found.columns}, "written": [str(p) for p in files],
+               "csv": found.csv.model_dump() if found.csv else None, "notes": found.notes}
 
     def human(_: Any) -> None:
         print(_color(f"{found.name}: {found.rows} rows, {len(found.columns)} columns", BOLD))
@@ -242,6 +243,8 @@ def _init(args) -> int:
                    else f"labels {found.labels}, positive {found.positive_label!r}")
         print(f"  target {found.target} ({outcome}); "
               f"id {found.id_column or 'none'}; timestamp {found.timestamp_column or 'none'}")
+        for note in found.notes:  # how the file was read: a setting found, values read as missing, a column left as text
+            print(f"  {_color('note', YELLOW)} {note}")
         for path in files:
             print(f"  {_color('wrote', GREEN)} {path}")
         if entry:

@@ -89,10 +89,47 @@ class DemoSource(_Strict):
     concept_drift_from_batch: int | None = Field(None, ge=1)
 
 
+class CsvFormat(_Strict):
+    """How a CSV source file is written: a spreadsheet saved in Europe or on Windows differs from pandas' defaults.
+    `ml-platform init` writes what it found in the team's file; every run reads the file the same way."""
+
+    separator: str = Field(",", min_length=1, max_length=1, description="The field separator, e.g. ';'.")
+    decimal: str = Field(".", min_length=1, max_length=1, description="The decimal mark, e.g. ',' in 3,5.")
+    thousands: str | None = Field(None, min_length=1, max_length=1, description="A thousands separator in numbers.")
+    encoding: str = Field("utf-8", description="The text encoding, e.g. cp1252 for Excel on Windows.")
+    missing_values: list[str] = Field(
+        [], description="Values that mean 'no value' (e.g. '?'), besides pandas' own: empty, NA, N/A, null, NaN.")
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        import codecs
+
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"unknown encoding {value!r} (e.g. utf-8, cp1252, latin-1)") from None
+        return value
+
+    @model_validator(mode="after")
+    def _distinct_marks(self) -> CsvFormat:
+        if self.decimal == self.separator:
+            raise ValueError(f"decimal and separator are both {self.separator!r}")
+        if self.thousands == self.decimal:  # the separator may be: "1,234.5" quoted in a comma-separated file
+            raise ValueError(f"thousands and decimal are both {self.decimal!r}")
+        return self
+
+    def read_options(self) -> dict[str, Any]:
+        """Keyword arguments for pandas.read_csv."""
+        return {"sep": self.separator, "decimal": self.decimal, "thousands": self.thousands,
+                "encoding": self.encoding, "na_values": list(self.missing_values)}
+
+
 class SourceSection(_Strict):
     kind: Literal["demo", "file", "table"] = "demo"
     demo: DemoSource = DemoSource()
     path: str | None = Field(None, description="CSV or Parquet file (kind: file); relative to the config file.")
+    csv: CsvFormat = CsvFormat()
     table: str | None = Field(None, description="Warehouse table (kind: table), e.g. landing.customers.")
 
     @model_validator(mode="after")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import socket
 import threading
 import uuid
@@ -458,8 +459,10 @@ def _root_message(error: Any) -> str:
     while error.cause is not None:
         error = error.cause
     message = error.message.strip() or error.cls_name
-    # A dg.Failure is our own message for bad input: its class path says nothing to the reader.
-    return message.removeprefix("dagster._core.definitions.events.Failure: ")
+    # A dg.Failure is our own message for bad input, a failed blocking check is named in the checks above it:
+    # Dagster's class path says nothing to the reader.
+    return re.sub(r"^dagster\._core\.[a-z_.]+\.(Failure|DagsterAssetCheckFailedError): ", "", message).replace(
+        " severity:\n", " severity: ")
 
 
 def _plain(value: Any) -> Any:

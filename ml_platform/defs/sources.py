@@ -25,7 +25,7 @@ def _digest(value: object) -> str:
 
 def source_data_version(cfg: ProjectConfig, paths: PlatformPaths, warehouse: Warehouse, batch: str | None = None) -> str:
     """The batch the source would deliver now. Demo: its parameters and number (the next one, or `batch`);
-    file: the SHA-256 of its bytes; table: a hash of its rows."""
+    file: the SHA-256 of its bytes (and how a CSV is read); table: a hash of its rows."""
     from ml_platform.lib.snapshots import file_sha256
     from ml_platform.lib.sources import next_demo_batch
 
@@ -35,7 +35,11 @@ def source_data_version(cfg: ProjectConfig, paths: PlatformPaths, warehouse: War
         return _digest({"demo": source.demo.model_dump(), "batch": number})
     if source.kind == "file":
         path = cfg.source_path()
-        return f"file:{file_sha256(path)}" if path.is_file() else "file:missing"
+        if not path.is_file():
+            return "file:missing"
+        # How the file is read is part of the batch: the same bytes read with other missing values are other data.
+        read_as = "" if source.csv == type(source.csv)() else f":csv:{_digest(source.csv.model_dump())}"
+        return f"file:{file_sha256(path)}{read_as}"
     import pandas as pd
 
     frame = warehouse.query(f"select * from {source.table}") if warehouse.table_exists(source.table or "") else None

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 if TYPE_CHECKING:
-    from ml_platform.config import ProjectConfig
+    from ml_platform.config import CsvFormat, ProjectConfig
 
 
 class SourceError(ValueError):
@@ -71,11 +71,14 @@ def load_batch(
 TABULAR_SUFFIXES = (".parquet", ".pq", ".csv", ".txt")
 
 
-def read_tabular(path: Path) -> pd.DataFrame:
-    """A CSV or Parquet file, by its suffix (one of TABULAR_SUFFIXES); the reader's own errors pass through."""
+def read_tabular(path: Path, csv: CsvFormat | None = None) -> pd.DataFrame:
+    """A CSV or Parquet file, by its suffix (one of TABULAR_SUFFIXES); a CSV as `csv` says it is written (default:
+    pandas' defaults). The reader's own errors pass through."""
     if path.suffix.lower() in {".parquet", ".pq"}:
         return pd.read_parquet(path)
-    return pd.read_csv(path, low_memory=False)
+    from ml_platform.config import CsvFormat
+
+    return pd.read_csv(path, low_memory=False, **(csv or CsvFormat()).read_options())
 
 
 def _read_file(path, config: ProjectConfig) -> pd.DataFrame:
@@ -88,12 +91,16 @@ def _read_file(path, config: ProjectConfig) -> pd.DataFrame:
     suffix = path.suffix.lower()
     if suffix not in TABULAR_SUFFIXES:
         raise SourceError(f"source file {path}: unsupported file type '{suffix}' (use .csv or .parquet)")
+    csv = config.data.source.csv
     try:
-        frame = read_tabular(path)
+        frame = read_tabular(path, csv)
     except pd.errors.EmptyDataError:
         raise SourceError(f"source file {path} has no columns (is it empty?)") from None
     except PermissionError:
         raise SourceError(f"source file {path} is not readable (permission denied)") from None
+    except UnicodeDecodeError as exc:
+        raise SourceError(f"source file {path} is not {csv.encoding} text ({exc.reason}, byte {exc.object[exc.start]:#04x}): set "
+                          "data.source.csv.encoding, e.g. cp1252 for a file saved by Excel on Windows") from None
     except Exception as exc:  # pyarrow / parser errors come in many types; name the file and the cause
         raise SourceError(f"source file {path} could not be read as {suffix[1:]}: {exc}") from None
     if frame.empty:

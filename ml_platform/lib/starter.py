@@ -11,9 +11,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    from ml_platform.config import CsvFormat
 
 TARGET_NAMES = ("target", "label", "y", "class", "outcome", "churned", "churn", "diagnosis", "default")
 MAX_CATEGORIES = 30  # a text column with at most this many values (and repeats) is a category
@@ -51,30 +54,63 @@ class Starter:
     task: str = "classification"  # or "regression": a numeric target with more than two values
     pipeline: str | None = None  # the team's own 'module:function' returning a Pipeline
     approvers: list[str] = field(default_factory=list)
+    csv: CsvFormat | None = None  # how the CSV file is written, when it is one
+    notes: list[str] = field(default_factory=list)  # how the file was read, for the person running init
 
 
-def read_data(path: Path) -> pd.DataFrame:
+@dataclass
+class DataFile:
+    """The team's file as init read it: the frame, how a CSV is written (data.source.csv), and what a person
+    should know about that (a setting found, odd values read as missing, a number column left as text)."""
+
+    path: Path
+    frame: pd.DataFrame
+    csv: CsvFormat
+    notes: list[str] = field(default_factory=list)
+
+
+def read_data(path: Path) -> DataFile:
+    from ml_platform.config import CsvFormat
+
     if not path.exists():
         raise InitError(f"{path}: no such file (give the CSV or Parquet file your notebook reads)")
     if path.is_dir():
         raise InitError(f"{path}: is a directory, expected a CSV or Parquet file")
+    from ml_platform.lib import csv_format
     from ml_platform.lib.sources import TABULAR_SUFFIXES, read_tabular
 
     suffix = path.suffix.lower()
     if suffix not in TABULAR_SUFFIXES:
         raise InitError(f"{path}: unsupported file type '{suffix}' (use .csv or .parquet)")
+    found = CsvFormat()
     try:
-        frame = read_tabular(path)
+        if suffix in {".parquet", ".pq"}:
+            return _checked(DataFile(path, read_tabular(path), found))
+        with path.open("rb") as handle:
+            sample = handle.read(csv_format.SAMPLE_BYTES + 1)
+        found = csv_format.sniff(sample[:csv_format.SAMPLE_BYTES], complete=len(sample) <= csv_format.SAMPLE_BYTES)
+        try:
+            raw = read_tabular(path, found)
+        except UnicodeDecodeError:  # not UTF-8 after all, past the sample: as if the sample had shown it
+            found = found.model_copy(update={"encoding": csv_format.FALLBACK_ENCODINGS[0]})
+            raw = read_tabular(path, found)
+        numbers_read = csv_format.with_numbers_read(raw, found)
+        frame = raw if numbers_read == found else read_tabular(path, numbers_read)
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InitError(f"{path}: cannot be read as {suffix.lstrip('.').upper()}: {first}") from None
-    if frame.empty:
-        raise InitError(f"{path}: has no rows")
-    return frame
+    return _checked(DataFile(path, frame, numbers_read, csv_format.notes(frame, raw, numbers_read)))
 
 
-def inspect(frame: pd.DataFrame, data_path: Path, *, target: str | None = None, name: str | None = None,
+def _checked(data: DataFile) -> DataFile:
+    if data.frame.empty:
+        raise InitError(f"{data.path}: has no rows")
+    return data
+
+
+def inspect(data: DataFile, *, target: str | None = None, name: str | None = None,
             id_column: str | None = None) -> Starter:
+    frame, data_path = data.frame, data.path
     columns = [str(c) for c in frame.columns]
     if len(columns) < 2:
         raise InitError(f"{data_path}: has {len(columns)} column ({columns[0]!r}); a model needs a target "
@@ -106,7 +142,8 @@ def inspect(frame: pd.DataFrame, data_path: Path, *, target: str | None = None, 
     timestamp = next((g.name for g in guesses if g.type in {"date", "datetime"} and g.name != chosen), None)
     return Starter(name=_model_name(name or data_path.stem), data_path=data_path, rows=len(frame), columns=guesses,
                    target=chosen, labels=labels, positive_label=None if regression else _positive(labels, frame[chosen]),
-                   id_column=ident, timestamp_column=timestamp, task="regression" if regression else "classification")
+                   id_column=ident, timestamp_column=timestamp, task="regression" if regression else "classification",
+                   csv=data.csv, notes=data.notes)
 
 
 def render(starter: Starter, *, config_path: Path, dbt_dir: Path) -> dict[Path, str]:
@@ -282,7 +319,7 @@ data:
   source:
     kind: file                          # file | table | demo
     path: {data_path}                   # each `ml-platform run` ingests this file as a new batch
-  target: {_yaml_key(s.target)}         # the column the model predicts
+{_csv_text(s)}  target: {_yaml_key(s.target)}         # the column the model predicts
 {outcomes}  id_column: {optional(s.id_column)}    # unique per row; keeps an entity on one side of the holdout
   timestamp_column: {optional(s.timestamp_column)} # when the row happened (drift and freshness reports)
   sensitive_column: null                # a column to measure the fairness gap across, e.g. a protected group
@@ -310,6 +347,21 @@ drift:
   drifted_share_threshold: 0.3          # dataset drift (and a retraining) when this share of features drift
   method: auto                          # Evidently's test per column; or wasserstein | jensenshannon | psi | ks | chisquare
 """
+
+
+def _csv_text(s: Starter) -> str:
+    """data.source.csv with what differs from pandas' defaults, or nothing when the file is a plain CSV."""
+    from ml_platform.config import CsvFormat
+
+    if s.csv is None:
+        return ""
+    written = {name: value for name, value in s.csv.model_dump().items() if value != getattr(CsvFormat(), name)}
+    if not written:
+        return ""
+    scalar = lambda v: '"\\t"' if v == "\t" else _yaml_scalar(v)  # noqa: E731
+    fields = ", ".join(f"{name}: " + ("[" + ", ".join(scalar(v) for v in value) + "]" if isinstance(value, list)
+                                      else scalar(value)) for name, value in written.items())
+    return f"    csv: {{{fields}}} # how the file is written (init found it); docs/configuration.md\n"
 
 
 def _gate_text(s: Starter) -> str:

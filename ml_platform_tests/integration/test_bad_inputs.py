@@ -102,6 +102,17 @@ def test_unreadable_source_file(established):
     assert any("garbage.parquet could not be read as parquet" in e for e in result.errors), result.errors
 
 
+def test_a_source_file_in_another_encoding_than_the_config_says(established):
+    """A batch saved by Excel on Windows (cp1252) where the config says nothing (UTF-8): the fix is named."""
+    batch = good_batch().assign(branch="Zürich")
+    result = run_file_source(established, "windows.csv",
+                             lambda path: batch.to_csv(path, index=False, encoding="cp1252"))
+    assert result.assets["raw_batch"] == "failed"
+    assert any("windows.csv is not utf-8 text (invalid start byte, byte 0xfc)" in e  # ü in cp1252
+               and "set data.source.csv.encoding, e.g. cp1252 for a file saved by Excel on Windows" in e
+               for e in result.errors), result.errors
+
+
 def test_missing_source_table(established):
     with Warehouse().connect() as con:  # the team's landing schema, without the table the config names
         con.execute("create schema if not exists landing")
@@ -154,6 +165,9 @@ def test_duplicate_ids_fail_a_blocking_check_that_stops_the_line_and_quarantine_
     result = run_file_source(established, "duplicate_ids.csv", csv_of(frame))
     assert_stopped_at_validation(result)
     assert "customer_id" in failed_checks(result)["unique_ids"]
+    # One line, without Dagster's class path: the failed checks themselves are listed above it by `ml-platform run`.
+    assert result.errors == ["raw_batch_contract: 1 blocking asset check failed with ERROR severity: "
+                             "raw_batch: unique_ids"], result.errors
     record = established["home"] / "quarantine" / f"{result.outputs['raw_batch']['sha256']}.json"
     assert record.exists(), "a failed batch is quarantined with its validation result"
     assert "unique_ids" in record.read_text()

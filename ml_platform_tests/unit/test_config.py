@@ -124,3 +124,31 @@ def test_the_checks_section_of_the_demo_config():
 def test_a_bad_checks_section_names_the_field(tmp_path, overrides, expected):
     message = error_for(tmp_path, overrides)
     assert expected.replace("Value error, ", "") in message
+
+
+@pytest.mark.parametrize(("csv", "expected"), [
+    ({"encoding": "klingon"}, "data.source.csv.encoding: unknown encoding 'klingon' (e.g. utf-8, cp1252"),
+    ({"separator": ";;"}, "data.source.csv.separator: String should have at most 1 character"),
+    ({"separator": ";", "decimal": ";"}, "data.source.csv: decimal and separator are both ';'"),
+    ({"separator": ";", "decimal": ",", "thousands": ","}, "data.source.csv: thousands and decimal are both ','"),
+])
+def test_a_bad_csv_format_names_the_field(tmp_path, csv, expected):
+    message = error_for(tmp_path, {"data": {"source": {"kind": "file", "path": "batch.csv", "csv": csv}}})
+    assert expected in message, message
+
+
+def test_how_a_csv_is_read_is_part_of_the_source_version(tmp_path):
+    """The same bytes read with other csv settings are other data: the next `ml-platform run` ingests them again.
+    With the default settings the version is the file's hash alone, as before the settings existed."""
+    from ml_platform.defs.sources import source_data_version
+    from ml_platform.lib.snapshots import file_sha256
+
+    (tmp_path / "batch.csv").write_text("id,x,y\n1,?,0\n2,3,1\n")
+
+    def version(csv: dict | None) -> str:
+        source = {"kind": "file", "path": "batch.csv", **({"csv": csv} if csv is not None else {})}
+        return source_data_version(load_config(write_config(tmp_path, {"data": {"source": source}})), None, None)
+
+    plain = version(None)
+    assert plain == f"file:{file_sha256(tmp_path / 'batch.csv')}" == version({"separator": ","})
+    assert version({"missing_values": ["?"]}) not in {plain, version({"missing_values": ["-"]})}

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from ml_platform.cli import main
-from ml_platform.config import load_config
+from ml_platform.config import CsvFormat, load_config
 from ml_platform.lib import starter
 
 
@@ -150,7 +150,7 @@ def test_init_on_bad_data_says_what_to_fix(tmp_path, capsys, content, expected):
 def test_unknown_target_lists_the_columns(customers):
     frame = starter.read_data(customers)
     with pytest.raises(starter.InitError, match="'churn' is not a column of customers.csv; its columns: customer_id"):
-        starter.inspect(frame, customers, target="churn")
+        starter.inspect(frame, target="churn")
 
 
 def test_init_adds_the_models_code_location_to_the_workspace_once(customers, tmp_path):
@@ -160,3 +160,103 @@ def test_init_adds_the_models_code_location_to_the_workspace_once(customers, tmp
     assert main(args) == 0 and main([*args, "--force"]) == 0
     text = workspace.read_text()
     assert text.count("relative_path: customers/definitions.py") == 1 and "location_name: customers" in text
+
+
+def _accounts(rows: int = 300) -> pd.DataFrame:
+    """A team's export: whole and decimal numbers, an accented category, a yes/no label."""
+    return pd.DataFrame({
+        "account_id": list(range(5000, 5000 + rows)),
+        "age": [18 + i % 60 for i in range(rows)],
+        "income": [1234.5 + 37.25 * i for i in range(rows)],
+        "city": ["Zürich", "São Paulo", "Köln"] * (rows // 3),
+        "churn": ["yes", "no", "no"] * (rows // 3),
+    })
+
+
+def _init_json(data, tmp_path, capsys) -> tuple[dict, object]:
+    config = tmp_path / "project" / "ml_platform.yaml"
+    assert main(["init", "--data", str(data), "--output", str(config), "--dbt-project", str(tmp_path / "dbt"),
+                 "--json"]) == 0
+    return json.loads(capsys.readouterr().out), load_config(config)
+
+
+def test_a_spreadsheet_saved_in_europe_on_windows_is_read_as_its_numbers(tmp_path, monkeypatch, capsys):
+    """Semicolons, decimal commas, thousands points, cp1252 and '-' for "no value": init finds each, writes them
+    as data.source.csv, and a run reads the file exactly as init did (its contract passes on the run's frame)."""
+    from ml_platform.lib.sources import load_batch
+    from ml_platform.lib.validation import validate_batch
+
+    monkeypatch.chdir(tmp_path)
+    frame = _accounts()
+    written = frame.assign(
+        income=[f"{v:,.2f}".replace(",", " ").replace(".", ",").replace(" ", ".") for v in frame.income],
+        age=[("-" if i % 25 == 0 else str(v)) for i, v in enumerate(frame.age)])
+    data = tmp_path / "accounts.csv"
+    written.to_csv(data, sep=";", index=False, encoding="cp1252")
+    assert "1.234,50" in data.read_text(encoding="cp1252")
+
+    report, loaded = _init_json(data, tmp_path, capsys)
+    assert report["csv"] == {"separator": ";", "decimal": ",", "thousands": ".", "encoding": "cp1252",
+                             "missing_values": ["-"]}
+    assert report["columns"]["income"] == "number" and report["columns"]["age"] == "number"
+    assert report["notes"] == [
+        "read as CSV with separator ';', decimal ',', thousands '.', encoding 'cp1252' (data.source.csv)",
+        "age: 12 values '-' read as missing, the rest are numbers (data.source.csv.missing_values)"]
+    assert loaded.data.source.csv.model_dump() == report["csv"]
+    assert loaded.data.columns["city"].allowed == ["Köln", "São Paulo", "Zürich"]
+
+    batch = load_batch(loaded, batch=None, ingested=[], read_table=None).frame  # what `ml-platform run` reads
+    assert batch["income"].tolist() == frame["income"].tolist()
+    assert batch["age"].isna().sum() == 12 and batch["city"].iloc[0] == "Zürich"
+    report = validate_batch(batch, loaded.data)
+    assert report.passed, report.failures()
+
+
+@pytest.mark.parametrize("write, expected_csv, expected_note", [
+    (lambda f, p: f.assign(income=f.income.astype(object).where(f.index % 50 != 0, "?")).to_csv(p, index=False),
+     {"missing_values": ["?"]}, "income: 6 values '?' read as missing, the rest are numbers"),
+    (lambda f, p: f.assign(income=[f"{v:,.2f}" for v in f.income]).to_csv(p, index=False),
+     {"thousands": ","}, "read as CSV with thousands ','"),
+    (lambda f, p: f.to_csv(p, sep="\t", index=False),
+     {"separator": "\t"}, "read as CSV with separator '\\t'"),
+])
+def test_a_number_column_written_oddly_is_still_a_number(tmp_path, monkeypatch, capsys, write, expected_csv,
+                                                         expected_note):
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "accounts.csv"
+    write(_accounts(), data)
+    report, loaded = _init_json(data, tmp_path, capsys)
+    assert report["columns"]["income"] == "number"
+    assert {k: v for k, v in report["csv"].items() if v != getattr(CsvFormat(), k)} == expected_csv
+    assert any(note.startswith(expected_note) for note in report["notes"]), report["notes"]
+    assert loaded.data.source.csv.model_dump() == report["csv"]  # the YAML says it as init found it
+
+
+def test_a_mostly_numeric_column_left_as_text_is_named(tmp_path, monkeypatch, capsys):
+    """Values that are not markers ('12 kg') cannot be guessed away: init keeps the text and says so."""
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "accounts.csv"
+    frame = _accounts()
+    odd = ["1200 EUR"] * 10 + ["approx 900"] * 6 + ["n.a. (left)"] * 4 + ["1e3 est"] * 3  # 23 of 300 rows
+    frame.assign(income=odd + frame.income.tolist()[len(odd):]).to_csv(data, index=False)
+    report, _ = _init_json(data, tmp_path, capsys)
+    assert report["columns"]["income"] == "string" and report["csv"] == CsvFormat().model_dump()
+    assert report["notes"] == [
+        "income: read as text although 92% of its values are numbers (others: '1200 EUR', 'approx 900', "
+        "'n.a. (left)'); if it is a number column, fix those values in the file, or list the ones that mean "
+        "'no value' under data.source.csv.missing_values"]
+
+
+def test_a_windows_character_past_the_first_megabyte_is_still_read(tmp_path, monkeypatch, capsys):
+    """The encoding is judged on the file's first MB (a file can be large); a cp1252 'ü' further down still reads."""
+    from ml_platform.lib import csv_format
+
+    monkeypatch.chdir(tmp_path)
+    frame = pd.concat([_accounts().assign(city="Basel")] * 150, ignore_index=True)
+    frame["account_id"] = range(len(frame))
+    frame.loc[len(frame) - 1, "city"] = "Zürich"
+    data = tmp_path / "accounts.csv"
+    frame.to_csv(data, index=False, encoding="cp1252")
+    assert data.stat().st_size > csv_format.SAMPLE_BYTES
+    report, loaded = _init_json(data, tmp_path, capsys)
+    assert report["csv"]["encoding"] == "cp1252" and loaded.data.source.csv.encoding == "cp1252"
