@@ -284,7 +284,14 @@ def _read(path: Path, data: DataSection) -> pd.DataFrame:
     text_columns = {c: "string" for c in (PREDICTION_ID, data.id_column) if c}
     try:
         if kind == "csv":
-            frame = pd.read_csv(path, dtype=text_columns, low_memory=False)
+            # Read as it is written (a spreadsheet saved in Europe, on Windows): each file may come from another tool.
+            from ml_platform.lib.csv_format import SAMPLE_BYTES, sniff
+
+            with path.open("rb") as handle:
+                sample = handle.read(SAMPLE_BYTES + 1)
+            written = sniff(sample[:SAMPLE_BYTES], complete=len(sample) <= SAMPLE_BYTES)
+            frame = pd.read_csv(path, dtype=text_columns, low_memory=False, sep=written.separator,
+                                decimal=written.decimal, encoding=written.encoding)
         else:
             frame = pd.read_parquet(path)
     except pd.errors.EmptyDataError:

@@ -208,3 +208,18 @@ def test_a_regression_label_that_is_not_a_number_is_refused(tmp_path):
         "no progression label on 1 row (rows 4)",
         "progression is not a finite number on 2 rows (rows 2, 3, e.g. 'high', 'inf'): a regression's label is "
         "the true value"]
+
+
+def test_a_label_file_saved_by_excel_in_europe_reads_as_a_plain_one(tmp_path):
+    """Semicolons, a decimal comma, cp1252: the same labels as the plain file, with nothing to configure."""
+    known = predictions(("diabetes-v1-a", "Pé1", "2026-01-01"), ("diabetes-v1-b", "P2", "2026-01-01"))
+
+    def labels_of(name: str, text: str, encoding: str) -> dict:
+        (tmp_path / name).write_bytes(text.encode(encoding))
+        resolved = resolve_labels(read_label_file(tmp_path / name, REGRESSION), known, NOTHING_STORED, file=name,
+                                  file_sha256="f" * 64, model_name="diabetes", data=REGRESSION, ingested_at=NOW)
+        return resolved.new.set_index("prediction_id")["label"].to_dict()
+
+    plain = labels_of("plain.csv", "patient_id,progression\nPé1,151\nP2,75.50\n", "utf-8")
+    assert plain == {"diabetes-v1-a": "151", "diabetes-v1-b": "75.5"}
+    assert labels_of("excel.csv", "patient_id;progression\nPé1;151\nP2;75,50\n", "cp1252") == plain
