@@ -149,11 +149,18 @@ class ColumnContract(_Strict):
     min: float | None = None
     max: float | None = None
     allowed: list[Any] | None = Field(None, description="Allowed values (category columns).")
+    format: str | None = Field(None, description="How a CSV file writes this date or time, as a strptime format "
+                               "(e.g. %d.%m.%Y for 31.12.2026); default: ISO (2026-12-31).")
 
     @model_validator(mode="after")
     def _range_ordered(self) -> ColumnContract:
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        if self.format is not None:
+            if self.type not in {"date", "datetime"}:
+                raise ValueError(f"format {self.format!r} is for a date or datetime column, not {self.type}")
+            if "%" not in self.format:
+                raise ValueError(f"format {self.format!r} is not a strptime format (e.g. %d.%m.%Y)")
         return self
 
 

@@ -109,11 +109,12 @@ def _read_file(path, config: ProjectConfig) -> pd.DataFrame:
 
 
 def _parse_dates(frame: pd.DataFrame, config: ProjectConfig) -> pd.DataFrame:
-    """CSV has no date type: parse contract date columns; unparseable ones stay as text for validation to reject."""
+    """CSV has no date type: parse contract date columns (as their `format` says, else ISO); unparseable ones stay as
+    text for validation to reject."""
     for name, column in config.data.columns.items():
         if column.type in {"date", "datetime"} and name in frame.columns and frame[name].dtype == object:
             try:
-                frame[name] = pd.to_datetime(frame[name], errors="raise")
+                frame[name] = pd.to_datetime(frame[name], format=column.format, errors="raise")
             except (ValueError, TypeError):
                 pass
     return frame

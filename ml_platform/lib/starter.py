@@ -36,6 +36,8 @@ class ColumnGuess:
     allowed: list[Any] | None = None
     low: float | None = None
     high: float | None = None
+    format: str | None = None  # a date written otherwise than ISO, e.g. %d.%m.%Y
+    note: str | None = None  # what a person should know about the guess
 
 
 @dataclass
@@ -56,6 +58,7 @@ class Starter:
     approvers: list[str] = field(default_factory=list)
     csv: CsvFormat | None = None  # how the CSV file is written, when it is one
     notes: list[str] = field(default_factory=list)  # how the file was read, for the person running init
+    excluded: list[str] = field(default_factory=list)  # columns that are no feature as they are (data.exclude_columns)
 
 
 @dataclass
@@ -140,10 +143,12 @@ def inspect(data: DataFile, *, target: str | None = None, name: str | None = Non
             by_name[ident].type = "string"
         by_name[ident].allowed = None
     timestamp = next((g.name for g in guesses if g.type in {"date", "datetime"} and g.name != chosen), None)
+    excluded, notes = _not_features(frame, guesses, keep={chosen, ident, timestamp})
+    notes = [g.note for g in guesses if g.note] + notes
     return Starter(name=_model_name(name or data_path.stem), data_path=data_path, rows=len(frame), columns=guesses,
                    target=chosen, labels=labels, positive_label=None if regression else _positive(labels, frame[chosen]),
                    id_column=ident, timestamp_column=timestamp, task="regression" if regression else "classification",
-                   csv=data.csv, notes=data.notes)
+                   csv=data.csv, notes=data.notes + notes, excluded=excluded)
 
 
 def render(starter: Starter, *, config_path: Path, dbt_dir: Path) -> dict[Path, str]:
@@ -199,11 +204,60 @@ def _guess_column(series: pd.Series, name: str) -> ColumnGuess:
     elif pd.api.types.is_datetime64_any_dtype(series) or _parses_as_dates(present):
         parsed = pd.to_datetime(present, errors="coerce")
         guess.type = "date" if bool((parsed == parsed.dt.normalize()).all()) else "datetime"
+    elif formats := _date_formats(present):
+        if len(formats) == 1:
+            guess.format = formats[0]
+            parsed = pd.to_datetime(present, format=guess.format)
+            guess.type = "date" if bool((parsed == parsed.dt.normalize()).all()) else "datetime"
+        else:  # 03/04/2026: March or April? Every day in the file is 12 or less, so the file cannot tell
+            guess.note = (f"{name}: dates, but the file cannot tell day from month (e.g. {present.iloc[0]!r} fits "
+                          f"both {' and '.join(formats)}): read as text; to use it as a date, set its type to date "
+                          "and its format to the right one")
     else:
         distinct = present.astype(str).unique()
         if len(distinct) <= MAX_CATEGORIES and len(distinct) < max(len(present) // 2, 2):
             guess.type, guess.allowed = "category", sorted(distinct.tolist())
     return guess
+
+
+def _not_features(frame: pd.DataFrame, guesses: list[ColumnGuess], keep: set) -> tuple[list[str], list[str]]:
+    """Free text and dates, which the platform's preprocessing would one-hot encode, one column per value: an email
+    column makes a model that learns nothing from it, and on a million rows a matrix that does not fit in memory.
+    They stay in the contract and the feature table (for the team's own SQL features), out of the model."""
+    excluded, notes = [], []
+    for g in guesses:
+        if g.name in keep or g.type not in {"string", "date", "datetime"}:
+            continue
+        excluded.append(g.name)
+        if g.type == "string":
+            distinct = frame[g.name].nunique()
+            what, derive = f"text with {distinct:,} distinct values in {len(frame):,} rows", ""
+        else:
+            what, derive = f"a {g.type}", ", e.g. the days since it"
+        notes.append(f"{g.name}: {what}, not a feature as it is (one column per value): excluded from the model "
+                     f"(data.exclude_columns); derive features from it in the dbt model{derive}")
+    return excluded, notes
+
+
+# Dates as spreadsheets write them, besides ISO (which pandas reads by itself); each also with a time of day.
+DATE_FORMATS = ("%d.%m.%Y", "%d/%m/%Y", "%m/%d/%Y", "%d-%m-%Y", "%Y/%m/%d", "%d.%m.%y")
+
+
+def _date_formats(present: pd.Series) -> list[str]:
+    """The formats of DATE_FORMATS that read every value of a text column as a date (none, one, or several when
+    the file cannot tell day from month)."""
+    if present.empty or present.dtype != object:
+        return []
+    text = present.astype(str).str.strip()
+    if not text.head(200).str.fullmatch(r"\d{1,4}[./-]\d{1,2}[./-]\d{1,4}( \d{1,2}:\d{2}(:\d{2})?)?").all():
+        return []
+    found = []
+    for day in DATE_FORMATS:
+        for fmt in (day, f"{day} %H:%M", f"{day} %H:%M:%S"):
+            if pd.to_datetime(text, format=fmt, errors="coerce").notna().all():
+                found.append(fmt)
+                break
+    return found
 
 
 def _parses_as_dates(present: pd.Series) -> bool:
@@ -271,6 +325,8 @@ def _contract_line(g: ColumnGuess, starter: Starter) -> str:
         parts.append(f"max_null_fraction: {min(1.0, round(g.null_fraction * 1.5 + 0.01, 2))}")
     if g.allowed is not None:
         parts.append("allowed: [" + ", ".join(_yaml_scalar(v) for v in g.allowed) + "]")
+    if g.format is not None:
+        parts.append(f"format: {_yaml_scalar(g.format)}")
     seen = f" # seen {g.low:g} to {g.high:g}" if g.low is not None and g.name != starter.target else ""
     return f"    {_yaml_key(g.name)}: {{{', '.join(parts)}}}{seen}"
 
@@ -323,7 +379,7 @@ data:
 {outcomes}  id_column: {optional(s.id_column)}    # unique per row; keeps an entity on one side of the holdout
   timestamp_column: {optional(s.timestamp_column)} # when the row happened (drift and freshness reports)
   sensitive_column: null                # a column to measure the fairness gap across, e.g. a protected group
-  min_rows: {max(1, min(100, s.rows // 10))} # a smaller batch is refused
+{_excluded_text(s)}  min_rows: {max(1, min(100, s.rows // 10))} # a smaller batch is refused
   columns: # the data contract, checked on every batch; add min/max to refuse numbers out of a range
 {contract}
 
@@ -347,6 +403,13 @@ drift:
   drifted_share_threshold: 0.3          # dataset drift (and a retraining) when this share of features drift
   method: auto                          # Evidently's test per column; or wasserstein | jensenshannon | psi | ks | chisquare
 """
+
+
+def _excluded_text(s: Starter) -> str:
+    if not s.excluded:
+        return ""
+    names = ", ".join(_yaml_scalar(name) for name in s.excluded)
+    return f"  exclude_columns: [{names}] # text and dates: no feature as they are (init's note says why)\n"
 
 
 def _csv_text(s: Starter) -> str:

@@ -152,3 +152,12 @@ def test_how_a_csv_is_read_is_part_of_the_source_version(tmp_path):
     plain = version(None)
     assert plain == f"file:{file_sha256(tmp_path / 'batch.csv')}" == version({"separator": ","})
     assert version({"missing_values": ["?"]}) not in {plain, version({"missing_values": ["-"]})}
+
+
+@pytest.mark.parametrize(("column", "expected"), [
+    ({"type": "integer", "format": "%d.%m.%Y"}, "format '%d.%m.%Y' is for a date or datetime column, not integer"),
+    ({"type": "date", "format": "DD.MM.YYYY"}, "format 'DD.MM.YYYY' is not a strptime format (e.g. %d.%m.%Y)"),
+])
+def test_a_bad_date_format_names_the_column(tmp_path, column, expected):
+    message = error_for(tmp_path, {"data": {"columns": {"event_date": column}}})
+    assert "data.columns.event_date" in message and expected in message, message

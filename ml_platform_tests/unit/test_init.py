@@ -239,12 +239,15 @@ def test_a_mostly_numeric_column_left_as_text_is_named(tmp_path, monkeypatch, ca
     frame = _accounts()
     odd = ["1200 EUR"] * 10 + ["approx 900"] * 6 + ["n.a. (left)"] * 4 + ["1e3 est"] * 3  # 23 of 300 rows
     frame.assign(income=odd + frame.income.tolist()[len(odd):]).to_csv(data, index=False)
-    report, _ = _init_json(data, tmp_path, capsys)
+    report, loaded = _init_json(data, tmp_path, capsys)
     assert report["columns"]["income"] == "string" and report["csv"] == CsvFormat().model_dump()
     assert report["notes"] == [
         "income: read as text although 92% of its values are numbers (others: '1200 EUR', 'approx 900', "
         "'n.a. (left)'); if it is a number column, fix those values in the file, or list the ones that mean "
-        "'no value' under data.source.csv.missing_values"]
+        "'no value' under data.source.csv.missing_values",
+        "income: text with 281 distinct values in 300 rows, not a feature as it is (one column per value): excluded "
+        "from the model (data.exclude_columns); derive features from it in the dbt model"]
+    assert loaded.data.exclude_columns == ["income"]
 
 
 def test_a_windows_character_past_the_first_megabyte_is_still_read(tmp_path, monkeypatch, capsys):
@@ -260,3 +263,42 @@ def test_a_windows_character_past_the_first_megabyte_is_still_read(tmp_path, mon
     assert data.stat().st_size > csv_format.SAMPLE_BYTES
     report, loaded = _init_json(data, tmp_path, capsys)
     assert report["csv"]["encoding"] == "cp1252" and loaded.data.source.csv.encoding == "cp1252"
+
+
+def test_free_text_and_dates_are_kept_out_of_the_model_and_dates_are_read_as_written(tmp_path, monkeypatch, capsys):
+    """An email column would be one-hot encoded, one column per row (on 20,000 rows: 7.3 GB and 174 s to train
+    instead of 0.7 GB and 25 s); dates as spreadsheets write them are dates, read the same way by every run."""
+    from ml_platform.lib.sources import load_batch
+    from ml_platform.lib.validation import validate_batch
+
+    monkeypatch.chdir(tmp_path)
+    frame = _accounts()
+    days = pd.Timestamp("2026-01-01") + pd.to_timedelta([i % 90 for i in range(len(frame))], unit="D")
+    frame = frame.assign(email=[f"user{i}@example.com" for i in range(len(frame))],
+                         signed_up=days.strftime("%d.%m.%Y"), last_seen=days.strftime("%m/%d/%Y"),
+                         renewal=(pd.Timestamp("2026-01-01") + pd.to_timedelta(
+                             [i % 12 for i in range(len(frame))], unit="D")).strftime("%d/%m/%Y"))
+    data = tmp_path / "accounts.csv"
+    frame.to_csv(data, index=False)
+
+    report, loaded = _init_json(data, tmp_path, capsys)
+    contract = loaded.data.columns
+    assert (contract["signed_up"].type, contract["signed_up"].format) == ("date", "%d.%m.%Y")
+    assert (contract["last_seen"].type, contract["last_seen"].format) == ("date", "%m/%d/%Y")
+    assert contract["renewal"].type == "string"  # 01/02/2026: the file cannot tell day from month
+    assert loaded.data.timestamp_column == "signed_up"
+    assert loaded.data.exclude_columns == ["email", "last_seen", "renewal"]
+    assert report["notes"] == [
+        "renewal: dates, but the file cannot tell day from month (e.g. '01/01/2026' fits both %d/%m/%Y and "
+        "%m/%d/%Y): read as text; to use it as a date, set its type to date and its format to the right one",
+        "email: text with 300 distinct values in 300 rows, not a feature as it is (one column per value): excluded "
+        "from the model (data.exclude_columns); derive features from it in the dbt model",
+        "last_seen: a date, not a feature as it is (one column per value): excluded from the model "
+        "(data.exclude_columns); derive features from it in the dbt model, e.g. the days since it",
+        "renewal: text with 12 distinct values in 300 rows, not a feature as it is (one column per value): "
+        "excluded from the model (data.exclude_columns); derive features from it in the dbt model"]
+    assert set(loaded.data.feature_columns_raw) == {"age", "income", "city"}
+
+    batch = load_batch(loaded, batch=None, ingested=[], read_table=None).frame  # what `ml-platform run` reads
+    assert batch["signed_up"].tolist() == list(days) and batch["last_seen"].tolist() == list(days)
+    assert validate_batch(batch, loaded.data).passed
