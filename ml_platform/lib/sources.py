@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,7 +79,10 @@ def read_tabular(path: Path, csv: CsvFormat | None = None) -> pd.DataFrame:
         return pd.read_parquet(path)
     from ml_platform.config import CsvFormat
 
-    return pd.read_csv(path, low_memory=False, **(csv or CsvFormat()).read_options())
+    frame = pd.read_csv(path, low_memory=False, **(csv or CsvFormat()).read_options())
+    # A separator at the end of every line (spreadsheet exports) makes a column with neither a name nor a value.
+    unnamed = [c for c in frame.columns if re.fullmatch(r"Unnamed: \d+", str(c)) and frame[c].isna().all()]
+    return frame.drop(columns=unnamed) if unnamed else frame
 
 
 def _read_file(path, config: ProjectConfig) -> pd.DataFrame:

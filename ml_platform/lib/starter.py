@@ -128,11 +128,14 @@ def inspect(data: DataFile, *, target: str | None = None, name: str | None = Non
                         "nothing to learn; pick another --target or a file that has both outcomes")
     regression = len(values) > 2 and pd.api.types.is_numeric_dtype(frame[chosen])
     if len(values) > 2 and not regression:
-        raise InitError(f"target {chosen!r} has {len(values)} distinct values that are not numbers, which looks like "
-                        "several classes; the platform models a binary classification (two labels) or a regression "
-                        "(a numeric target): give such a --target")
+        shown = ", ".join(repr(_plain(v)) for v in sorted(values, key=str)[:6]) + (", ..." if len(values) > 6 else "")
+        raise InitError(f"target {chosen!r} has {len(values)} distinct values that are not numbers ({shown}), which "
+                        "looks like several classes; the platform models a binary classification (two labels) or a "
+                        "regression (a numeric target): give such a --target, or fix the values in the file")
     labels = [] if regression else sorted((_plain(v) for v in values), key=str)
-    guesses = [_guess_column(frame[c], c) for c in columns]
+    # A column empty in every row tells nothing of its type, and the contract refuses a column with no value at all.
+    empty = [c for c in columns if c not in {chosen, id_column} and frame[c].isna().all()]
+    guesses = [_guess_column(frame[c], c) for c in columns if c not in empty]
     by_name = {g.name: g for g in guesses}
     if id_column and id_column not in columns:
         raise InitError(f"--id {id_column!r} is not a column of {data_path.name}; its columns: {', '.join(columns)}")
@@ -144,7 +147,9 @@ def inspect(data: DataFile, *, target: str | None = None, name: str | None = Non
         by_name[ident].allowed = None
     timestamp = next((g.name for g in guesses if g.type in {"date", "datetime"} and g.name != chosen), None)
     excluded, notes = _not_features(frame, guesses, keep={chosen, ident, timestamp})
-    notes = [g.note for g in guesses if g.note] + notes
+    notes = [g.note for g in guesses if g.note] + notes + [
+        f"{c}: empty in every row: left out of the contract (runs keep it in the batch's snapshot and name it); "
+        "declare it under data.columns once it has values" for c in empty]
     return Starter(name=_model_name(name or data_path.stem), data_path=data_path, rows=len(frame), columns=guesses,
                    target=chosen, labels=labels, positive_label=None if regression else _positive(labels, frame[chosen]),
                    id_column=ident, timestamp_column=timestamp, task="regression" if regression else "classification",

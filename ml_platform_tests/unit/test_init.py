@@ -134,7 +134,7 @@ def test_init_refuses_to_overwrite_unless_forced(customers, tmp_path, capsys):
     (b"", "cannot be read as CSV"),
     (b"only_column\n1\n2\n", "has 1 column ('only_column')"),
     (b"x,label\n1,yes\n2,yes\n3,yes\n", "target 'label' has a single value ('yes') in 3 rows"),
-    (b"x,label\n1,a\n2,b\n3,c\n", "has 3 distinct values that are not numbers, which looks like several classes"),
+    (b"x,label\n1,a\n2,b\n3,c\n", "has 3 distinct values that are not numbers ('a', 'b', 'c'), which looks like several classes"),
 ])
 def test_init_on_bad_data_says_what_to_fix(tmp_path, capsys, content, expected):
     suffix = ".parquet" if content and content.startswith(b"\x89PNG") else ".csv"
@@ -301,4 +301,26 @@ def test_free_text_and_dates_are_kept_out_of_the_model_and_dates_are_read_as_wri
 
     batch = load_batch(loaded, batch=None, ingested=[], read_table=None).frame  # what `ml-platform run` reads
     assert batch["signed_up"].tolist() == list(days) and batch["last_seen"].tolist() == list(days)
+    assert validate_batch(batch, loaded.data).passed
+
+
+def test_an_export_with_trailing_separators_and_an_empty_column_passes_its_own_contract(tmp_path, monkeypatch, capsys):
+    """A separator at the end of each line makes a column with no name and no value: it is not data, for init and
+    for runs alike. A named column empty in every row cannot be typed: init leaves it out of the contract and says
+    so (the contract refuses a column without any value, so the team's own file would fail its first run)."""
+    from ml_platform.lib.sources import load_batch
+    from ml_platform.lib.validation import validate_batch
+
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "accounts.csv"
+    _accounts().assign(middle_name=None).to_csv(data, index=False)
+    data.write_text("".join(line + ",\n" for line in data.read_text().splitlines()))
+    assert data.read_text().startswith("account_id,age,income,city,churn,middle_name,\n5000,18,1234.5,Zürich,yes,,\n")
+
+    report, loaded = _init_json(data, tmp_path, capsys)
+    assert list(report["columns"]) == ["account_id", "age", "income", "city", "churn"]
+    assert report["notes"] == ["middle_name: empty in every row: left out of the contract (runs keep it in the "
+                               "batch's snapshot and name it); declare it under data.columns once it has values"]
+    batch = load_batch(loaded, batch=None, ingested=[], read_table=None).frame
+    assert list(batch.columns) == ["account_id", "age", "income", "city", "churn", "middle_name"]
     assert validate_batch(batch, loaded.data).passed
