@@ -85,6 +85,23 @@ def holdout_mask(frame: pd.DataFrame, config: ProjectConfig) -> np.ndarray:
 _last_holdout_mask: list = [lambda: None, None, None]  # [weak reference to the frame, its rule, its mask]
 
 
+NEAR_UNIQUE_SAMPLE = 10_000  # rows looked at: enough to tell free text from a category, cheap on any batch
+
+
+def _refuse_near_unique(X: pd.DataFrame, categorical: list[str]) -> None:
+    """The one-hot encoder makes one column per distinct value: free text (an email, a comment) would make about
+    one per row, a model that learns nothing from it, and on a large batch a matrix that does not fit in memory
+    (20,000 rows with an email column: 7.3 GB). A category has far fewer values than rows."""
+    sample = X.head(NEAR_UNIQUE_SAMPLE)
+    for column in categorical:
+        distinct = sample[column].nunique()
+        if distinct > max(100, len(sample) // 2):
+            raise ModelSpecError(
+                f"data: column {column!r} is text with {distinct:,} distinct values in its first {len(sample):,} "
+                "rows, not a category: one-hot encoded it would add a column per value. Add it to "
+                "data.exclude_columns, or derive features from it in the dbt model")
+
+
 def build_pipeline(config: ProjectConfig, X: pd.DataFrame) -> Any:
     """The configured model as an unfitted sklearn Pipeline.
 
@@ -123,6 +140,7 @@ def build_pipeline(config: ProjectConfig, X: pd.DataFrame) -> Any:
             raise ModelSpecError(f"training.estimator.params: {spec.class_} rejected them: {exc}") from None
         numeric = [c for c in X.columns if pd.api.types.is_numeric_dtype(X[c])]
         categorical = [c for c in X.columns if c not in numeric]
+        _refuse_near_unique(X, categorical)
         preprocess = ColumnTransformer(
             [
                 ("numeric", Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]), numeric),
