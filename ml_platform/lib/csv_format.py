@@ -1,5 +1,5 @@
-"""How a team's CSV file is written: its separator, decimal mark, encoding, thousands separator, and the values
-that mean "no value" in it.
+"""How a team's CSV file is written: its separator, decimal mark, encoding, thousands separator, the values that
+mean "no value" in it, and how it writes dates.
 
 `ml-platform init` finds them once and writes them as `data.source.csv`; every run then reads the file with
 them (lib/sources.py). Without this, a spreadsheet saved in Europe reads as one column, a file saved by Excel on
@@ -89,6 +89,29 @@ def notes(frame: pd.DataFrame, raw: pd.DataFrame, found: CsvFormat) -> list[str]
                          + ", ".join(repr(v) for v in odd) + "); if it is a number column, fix those values in the "
                          "file, or list the ones that mean 'no value' under data.source.csv.missing_values")
     return lines
+
+
+# Dates as spreadsheets write them, besides ISO (which pandas reads by itself); each also with a time of day.
+DATE_FORMATS = ("%d.%m.%Y", "%d/%m/%Y", "%m/%d/%Y", "%d-%m-%Y", "%Y/%m/%d", "%d.%m.%y")
+
+
+def date_formats(present: pd.Series) -> list[str]:
+    """The formats of DATE_FORMATS that read every value of a text column as a date (none, one, or several when
+    the file cannot tell day from month)."""
+    import pandas as pd
+
+    if present.empty or present.dtype != object:
+        return []
+    text = present.astype(str).str.strip()
+    if not text.head(200).str.fullmatch(r"\d{1,4}[./-]\d{1,2}[./-]\d{1,4}( \d{1,2}:\d{2}(:\d{2})?)?").all():
+        return []
+    found = []
+    for day in DATE_FORMATS:
+        for fmt in (day, f"{day} %H:%M", f"{day} %H:%M:%S"):
+            if pd.to_datetime(text, format=fmt, errors="coerce").notna().all():
+                found.append(fmt)
+                break
+    return found
 
 
 def _decode(sample: bytes, *, complete: bool) -> tuple[str, str]:

@@ -149,7 +149,15 @@ def parse_label_file(path: Path, data: DataSection) -> tuple[pd.DataFrame, list[
         out["label"] = canonical.map(by_text)
 
     if LABELED_AT in columns:
-        parsed = pd.to_datetime(frame[LABELED_AT], errors="coerce", utc=True)
+        from ml_platform.lib.csv_format import date_formats
+
+        # Read as the file writes it (31.12.2026, 12/31/2026), never by a guess that could swap day and month.
+        formats = date_formats(frame[LABELED_AT].dropna())
+        if len(formats) > 1:
+            problems.append(f"{LABELED_AT} cannot tell day from month (e.g. {frame[LABELED_AT].dropna().iloc[0]!r} "
+                            f"fits both {' and '.join(formats)}): write it as 2026-12-31")
+        parsed = pd.to_datetime(frame[LABELED_AT], format=formats[0] if len(formats) == 1 else None,
+                                errors="coerce", utc=True)
         bad = parsed.isna() & frame[LABELED_AT].notna()
         if bad.any():
             examples = ", ".join(repr(v) for v in frame.loc[bad, LABELED_AT].head(EXAMPLES))

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from ml_platform.lib import csv_format
+
 if TYPE_CHECKING:
     from ml_platform.config import CsvFormat
 
@@ -79,7 +81,6 @@ def read_data(path: Path) -> DataFile:
         raise InitError(f"{path}: no such file (give the CSV or Parquet file your notebook reads)")
     if path.is_dir():
         raise InitError(f"{path}: is a directory, expected a CSV or Parquet file")
-    from ml_platform.lib import csv_format
     from ml_platform.lib.sources import TABULAR_SUFFIXES, read_tabular
 
     suffix = path.suffix.lower()
@@ -209,7 +210,7 @@ def _guess_column(series: pd.Series, name: str) -> ColumnGuess:
     elif pd.api.types.is_datetime64_any_dtype(series) or _parses_as_dates(present):
         parsed = pd.to_datetime(present, errors="coerce")
         guess.type = "date" if bool((parsed == parsed.dt.normalize()).all()) else "datetime"
-    elif formats := _date_formats(present):
+    elif formats := csv_format.date_formats(present):
         if len(formats) == 1:
             guess.format = formats[0]
             parsed = pd.to_datetime(present, format=guess.format)
@@ -242,27 +243,6 @@ def _not_features(frame: pd.DataFrame, guesses: list[ColumnGuess], keep: set) ->
         notes.append(f"{g.name}: {what}, not a feature as it is (one column per value): excluded from the model "
                      f"(data.exclude_columns); derive features from it in the dbt model{derive}")
     return excluded, notes
-
-
-# Dates as spreadsheets write them, besides ISO (which pandas reads by itself); each also with a time of day.
-DATE_FORMATS = ("%d.%m.%Y", "%d/%m/%Y", "%m/%d/%Y", "%d-%m-%Y", "%Y/%m/%d", "%d.%m.%y")
-
-
-def _date_formats(present: pd.Series) -> list[str]:
-    """The formats of DATE_FORMATS that read every value of a text column as a date (none, one, or several when
-    the file cannot tell day from month)."""
-    if present.empty or present.dtype != object:
-        return []
-    text = present.astype(str).str.strip()
-    if not text.head(200).str.fullmatch(r"\d{1,4}[./-]\d{1,2}[./-]\d{1,4}( \d{1,2}:\d{2}(:\d{2})?)?").all():
-        return []
-    found = []
-    for day in DATE_FORMATS:
-        for fmt in (day, f"{day} %H:%M", f"{day} %H:%M:%S"):
-            if pd.to_datetime(text, format=fmt, errors="coerce").notna().all():
-                found.append(fmt)
-                break
-    return found
 
 
 def _parses_as_dates(present: pd.Series) -> bool:

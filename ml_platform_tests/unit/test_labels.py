@@ -223,3 +223,16 @@ def test_a_label_file_saved_by_excel_in_europe_reads_as_a_plain_one(tmp_path):
     plain = labels_of("plain.csv", "patient_id,progression\nPé1,151\nP2,75.50\n", "utf-8")
     assert plain == {"diabetes-v1-a": "151", "diabetes-v1-b": "75.5"}
     assert labels_of("excel.csv", "patient_id;progression\nPé1;151\nP2;75,50\n", "cp1252") == plain
+
+
+def test_labeled_at_is_read_as_the_file_writes_dates_and_an_ambiguous_one_is_refused(tmp_path):
+    """31.12.2025 is the 31st of December; 01/02/2026 with no day above 12 could be either month: refused, not guessed."""
+    resolved = resolve(tmp_path, "de.csv", "customer_id;churned;labeled_at\nC1;1;02.01.2026\nC2;0;31.12.2025\n")
+    stamps = resolved.new.set_index("prediction_id")["labeled_at"]
+    assert stamps["churn-v1-a"] == pd.Timestamp("2026-01-02") and stamps["churn-v1-b"] == pd.Timestamp("2025-12-31")
+
+    with pytest.raises(LabelError) as refused:
+        read_label_file(write(tmp_path, "us.csv", "customer_id,churned,labeled_at\nC1,1,01/02/2026\nC2,0,03/04/2026\n"),
+                        DATA)
+    assert refused.value.problems == ["labeled_at cannot tell day from month (e.g. '01/02/2026' fits both %d/%m/%Y "
+                                      "and %m/%d/%Y): write it as 2026-12-31"]
