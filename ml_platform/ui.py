@@ -102,6 +102,10 @@ def _environment(host: str, dagster_port: int, mlflow_port: int) -> dict[str, st
     # Links in Dagster metadata and alerts point at these UIs.
     env = {**env, "ML_PLATFORM_MLFLOW_UI_URL": os.environ.get("ML_PLATFORM_MLFLOW_UI_URL", f"http://{host}:{mlflow_port}"),
            "ML_PLATFORM_DAGSTER_UI_URL": os.environ.get("ML_PLATFORM_DAGSTER_UI_URL", f"http://{host}:{dagster_port}")}
+    # MLflow's server otherwise runs a job runner with seven huey consumers (1.9 GB of memory here) for its GenAI
+    # jobs, which the platform does not use; their jobs start in sessions of their own, which stopping the server's
+    # process group does not reach.
+    env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     tracking = settings.platform_paths().tracking_uri
     if not tracking.startswith(("http://", "https://")):
         env["MLFLOW_BACKEND_STORE_URI"] = tracking  # the tracking server's store (commands() says why not argv)

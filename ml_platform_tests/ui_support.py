@@ -60,6 +60,13 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
+def command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""  # ended meanwhile
+
+
 def alive(pids: set[int]) -> set[int]:
     """Those of `pids` still running (a zombie, ended but not yet reaped, is not)."""
     running = set()
@@ -94,6 +101,9 @@ def running_ui(config: Path, log: Path, *, ports: tuple[int, int] | None = None)
         wait_for(f"http://127.0.0.1:{dagster_port}/server_info", ui, log)
         yield RunningUI(f"http://127.0.0.1:{dagster_port}", f"http://127.0.0.1:{mlflow_port}", log, ui)
         started = descendants(ui.pid)
+        # MLflow's job runner is off: its huey consumers cost 1.9 GB, and its jobs escape the server's process group.
+        job_runners = {pid: cmd for pid in started if "huey" in (cmd := command_line(pid)) or "_job_runner" in cmd}
+        assert not job_runners, job_runners
     finally:
         os.killpg(ui.pid, signal.SIGTERM)
         try:
