@@ -24,6 +24,7 @@ SAMPLE_BYTES = 1 << 20  # enough lines to judge by, however large the file
 SEPARATORS = (",", ";", "\t", "|")  # in order of preference when several split every line alike
 FALLBACK_ENCODINGS = ("cp1252", "latin-1")  # Excel on Windows; latin-1 decodes any byte
 MOSTLY = 0.9  # a text column whose values are numbers this often is a number column with a few odd values
+QUICK_LOOK = 10_000  # a text column's first values, enough to see that it is no number column at all
 MAX_MARKERS = 3  # at most this many distinct odd values are taken for "missing" markers ('?', '-', 'unknown')
 
 
@@ -48,13 +49,14 @@ def with_numbers_read(frame: pd.DataFrame, found: CsvFormat) -> CsvFormat:
     thousands = found.thousands
     group_mark = "," if found.decimal == "." else "."
     for column in _text_columns(frame):
-        present = frame[column].dropna().astype(str)
-        numbers = _as_numbers(present, found.decimal)
-        odd = present[numbers.isna()].unique()
-        if numbers.notna().mean() >= MOSTLY and len(odd) <= MAX_MARKERS and not any(
-                ch.isdigit() for value in odd for ch in value):
-            markers += [value for value in odd if value not in markers]
-        elif thousands is None and _grouped(present, group_mark, found.decimal):  # in a comma file, quoted
+        if (read := _as_numbers_if_mostly(frame[column], found.decimal)) is not None:
+            present, numbers = read
+            odd = present[numbers.isna()].unique()
+            if numbers.notna().mean() >= MOSTLY and len(odd) <= MAX_MARKERS and not any(
+                    ch.isdigit() for value in odd for ch in value):
+                markers += [value for value in odd if value not in markers]
+                continue
+        if thousands is None and _grouped(frame[column], group_mark, found.decimal):  # in a comma file, quoted
             thousands = group_mark
     return found.model_copy(update={"missing_values": markers, "thousands": thousands})
 
@@ -80,9 +82,10 @@ def notes(frame: pd.DataFrame, raw: pd.DataFrame, found: CsvFormat) -> list[str]
                 lines.append(f"{column}: {int(markers.sum())} values {shown} read as missing, the rest are numbers "
                              "(data.source.csv.missing_values)")
     for column in _text_columns(frame):
-        present = frame[column].dropna().astype(str)
-        numbers = _as_numbers(present, found.decimal)
-        share = float(numbers.notna().mean()) if len(present) else 0.0
+        if (read := _as_numbers_if_mostly(frame[column], found.decimal)) is None:
+            continue
+        present, numbers = read
+        share = float(numbers.notna().mean())
         if share >= MOSTLY:
             odd = present[numbers.isna()].value_counts().index[:3]
             lines.append(f"{column}: read as text although {share:.0%} of its values are numbers (others: "
@@ -149,6 +152,16 @@ def _text_columns(frame: pd.DataFrame) -> list:
     return [column for column in frame.columns if frame[column].dtype == object]
 
 
+def _as_numbers_if_mostly(column: pd.Series, decimal: str) -> tuple[pd.Series, pd.Series] | None:
+    """A text column's values and those values as numbers (NaN where one is not), or None when its first rows
+    show it is no number column: on a million rows, converting every text column would take seconds."""
+    present = column.dropna()
+    if present.empty or _as_numbers(present.head(QUICK_LOOK).astype(str), decimal).notna().mean() < MOSTLY / 2:
+        return None
+    present = present.astype(str)
+    return present, _as_numbers(present, decimal)
+
+
 def _as_numbers(values: pd.Series, decimal: str) -> pd.Series:
     import pandas as pd
 
@@ -156,10 +169,14 @@ def _as_numbers(values: pd.Series, decimal: str) -> pd.Series:
                          errors="coerce")
 
 
-def _grouped(values: pd.Series, group_mark: str, decimal: str) -> bool:
+def _grouped(column: pd.Series, group_mark: str, decimal: str) -> bool:
     """Most values are numbers written with `group_mark` between groups of three digits (1,234,567.8), some are."""
-    if values.empty:
-        return False
     g, d = re.escape(group_mark), re.escape(decimal)
-    written = values.str.strip().str.fullmatch(rf"-?\d{{1,3}}({g}\d{{3}})*({d}\d+)?")
-    return bool(written.mean() >= MOSTLY and values.str.contains(group_mark, regex=False).any())
+
+    def written(values: pd.Series) -> pd.Series:
+        return values.astype(str).str.strip().str.fullmatch(rf"-?\d{{1,3}}({g}\d{{3}})*({d}\d+)?")
+
+    present = column.dropna()
+    if present.empty or written(present.head(QUICK_LOOK)).mean() < MOSTLY / 2:  # plainly not: no full pass
+        return False
+    return bool(written(present).mean() >= MOSTLY and present.astype(str).str.contains(group_mark, regex=False).any())
