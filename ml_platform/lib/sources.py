@@ -109,7 +109,23 @@ def _read_file(path, config: ProjectConfig) -> pd.DataFrame:
         raise SourceError(f"source file {path} could not be read as {suffix[1:]}: {exc}") from None
     if frame.empty:
         raise SourceError(f"source file {path} has a header but no rows")
+    if len(frame.columns) == 1 and len(config.data.columns) > 1 and suffix not in {".parquet", ".pq"}:
+        _refuse_another_separator(path, csv, str(frame.columns[0]))
     return _parse_dates(frame, config)
+
+
+def _refuse_another_separator(path: Path, csv: CsvFormat, header: str) -> None:
+    """A file re-saved with another separator reads as one column: say so, rather than 'every column missing'."""
+    from ml_platform.lib.csv_format import SAMPLE_BYTES, sniff
+
+    with path.open("rb") as handle:
+        sample = handle.read(SAMPLE_BYTES + 1)
+    written = sniff(sample[:SAMPLE_BYTES], complete=len(sample) <= SAMPLE_BYTES)
+    if written.separator != csv.separator:
+        raise SourceError(f"source file {path} reads as one column ({header[:60]!r}) with separator "
+                          f"{csv.separator!r}, but its fields are separated by {written.separator!r}: set "
+                          f"data.source.csv.separator to {written.separator!r} (and decimal to {written.decimal!r}), "
+                          "or save the file as before")
 
 
 def _parse_dates(frame: pd.DataFrame, config: ProjectConfig) -> pd.DataFrame:
