@@ -135,7 +135,9 @@ def _separator(head: str) -> str:
     """The separator that splits every line into the same number (more than one) of fields: the most fields wins."""
     best, best_width = ",", 1
     for separator in SEPARATORS:
-        widths = {len(row) for row in csv.reader(io.StringIO(head), delimiter=separator) if row}
+        rows = [row for row in csv.reader(io.StringIO(head), delimiter=separator) if row]
+        # Not the last row: the 200 lines may end inside a quoted field that spans lines.
+        widths = {len(row) for row in (rows[:-1] if len(rows) > 2 else rows)}
         if len(widths) == 1 and (width := widths.pop()) > best_width:
             best, best_width = separator, width
     return best
