@@ -16,6 +16,8 @@ import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import pandas as pd
 
     from ml_platform.config import CsvFormat
@@ -26,6 +28,13 @@ FALLBACK_ENCODINGS = ("cp1252", "latin-1")  # Excel on Windows; latin-1 decodes 
 MOSTLY = 0.9  # a text column whose values are numbers this often is a number column with a few odd values
 QUICK_LOOK = 10_000  # a text column's first values, enough to see that it is no number column at all
 MAX_MARKERS = 3  # at most this many distinct odd values are taken for "missing" markers ('?', '-', 'unknown')
+
+
+def sniff_file(path: Path) -> CsvFormat:
+    """`sniff` on the file's first SAMPLE_BYTES."""
+    with path.open("rb") as handle:
+        sample = handle.read(SAMPLE_BYTES + 1)
+    return sniff(sample[:SAMPLE_BYTES], complete=len(sample) <= SAMPLE_BYTES)
 
 
 def sniff(sample: bytes, *, complete: bool) -> CsvFormat:

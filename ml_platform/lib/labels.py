@@ -293,11 +293,9 @@ def _read(path: Path, data: DataSection) -> pd.DataFrame:
     try:
         if kind == "csv":
             # Read as it is written (a spreadsheet saved in Europe, on Windows): each file may come from another tool.
-            from ml_platform.lib.csv_format import SAMPLE_BYTES, sniff
+            from ml_platform.lib.csv_format import sniff_file
 
-            with path.open("rb") as handle:
-                sample = handle.read(SAMPLE_BYTES + 1)
-            written = sniff(sample[:SAMPLE_BYTES], complete=len(sample) <= SAMPLE_BYTES)
+            written = sniff_file(path)
             frame = pd.read_csv(path, dtype=text_columns, low_memory=False, sep=written.separator,
                                 decimal=written.decimal, encoding=written.encoding)
         else:

@@ -103,8 +103,9 @@ def _read_file(path, config: ProjectConfig) -> pd.DataFrame:
     except PermissionError:
         raise SourceError(f"source file {path} is not readable (permission denied)") from None
     except UnicodeDecodeError as exc:
-        raise SourceError(f"source file {path} is not {csv.encoding} text ({exc.reason}, byte {exc.object[exc.start]:#04x}): set "
-                          "data.source.csv.encoding, e.g. cp1252 for a file saved by Excel on Windows") from None
+        raise SourceError(f"source file {path} is not {csv.encoding} text ({exc.reason}, byte "
+                          f"{exc.object[exc.start]:#04x}): set data.source.csv.encoding, e.g. cp1252 for a file saved "
+                          "by Excel on Windows") from None
     except Exception as exc:  # pyarrow / parser errors come in many types; name the file and the cause
         raise SourceError(f"source file {path} could not be read as {suffix[1:]}: {exc}") from None
     if frame.empty:
@@ -116,11 +117,9 @@ def _read_file(path, config: ProjectConfig) -> pd.DataFrame:
 
 def _refuse_another_separator(path: Path, csv: CsvFormat, header: str) -> None:
     """A file re-saved with another separator reads as one column: say so, rather than 'every column missing'."""
-    from ml_platform.lib.csv_format import SAMPLE_BYTES, sniff
+    from ml_platform.lib.csv_format import sniff_file
 
-    with path.open("rb") as handle:
-        sample = handle.read(SAMPLE_BYTES + 1)
-    written = sniff(sample[:SAMPLE_BYTES], complete=len(sample) <= SAMPLE_BYTES)
+    written = sniff_file(path)
     if written.separator != csv.separator:
         raise SourceError(f"source file {path} reads as one column ({header[:60]!r}) with separator "
                           f"{csv.separator!r}, but its fields are separated by {written.separator!r}: set "

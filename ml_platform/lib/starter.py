@@ -90,9 +90,7 @@ def read_data(path: Path) -> DataFile:
     try:
         if suffix in {".parquet", ".pq"}:
             return _checked(DataFile(path, read_tabular(path), found))
-        with path.open("rb") as handle:
-            sample = handle.read(csv_format.SAMPLE_BYTES + 1)
-        found = csv_format.sniff(sample[:csv_format.SAMPLE_BYTES], complete=len(sample) <= csv_format.SAMPLE_BYTES)
+        found = csv_format.sniff_file(path)
         try:
             raw = read_tabular(path, found)
         except UnicodeDecodeError:  # not UTF-8 after all, past the sample: as if the sample had shown it
