@@ -1,7 +1,9 @@
 """What changes outside Dagster, as observable source assets: the data source, late label files, the online
 prediction log and the champion alias. Each observation is a cheap content version; an asset downstream of
 one is stale when its version moved since the asset was last materialized. `ml-platform run` observes them
-before deciding what to recompute (runner.py); in the UI, "Observe sources" does the same.
+before deciding what to recompute (runner.py); in the UI, "Observe sources" does the same. Each asset that reads
+a source also records it as read (observe_as_read), so that its materialization names what it read however it
+was started.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
@@ -17,6 +20,9 @@ from ml_platform.config import ProjectConfig
 from ml_platform.lib.labels import is_label_file, label_landing
 from ml_platform.resources import ProjectResource, Warehouse
 from ml_platform.settings import AUDIT_TABLE, PREDICTION_LOG_TABLE, PlatformPaths
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _digest(value: object) -> str:
@@ -40,11 +46,15 @@ def source_data_version(cfg: ProjectConfig, paths: PlatformPaths, warehouse: War
         # How the file is read is part of the batch: the same bytes read with other missing values are other data.
         read_as = "" if source.csv == type(source.csv)() else f":csv:{_digest(source.csv.model_dump())}"
         return f"file:{file_sha256(path)}{read_as}"
+    if not warehouse.table_exists(source.table or ""):
+        return "table:missing"
+    return table_version(warehouse.query(f"select * from {source.table}"))
+
+
+def table_version(frame: pd.DataFrame) -> str:
+    """A `kind: table` source's version: a hash of its rows (raw_batch computes it from the rows it loaded)."""
     import pandas as pd
 
-    frame = warehouse.query(f"select * from {source.table}") if warehouse.table_exists(source.table or "") else None
-    if frame is None:
-        return "table:missing"
     return "table:" + hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).values.tobytes()).hexdigest()[:24]
 
 
@@ -105,19 +115,31 @@ def observed_version(name: str, cfg: ProjectConfig, paths: PlatformPaths, wareho
 
 
 def record_observation(instance: dg.DagsterInstance, name: str, cfg: ProjectConfig, paths: PlatformPaths,
-                       warehouse: Warehouse, *, batch: str | None = None) -> str:
-    """Observe source `name` now and record its version if it moved (no run needed); returns the version.
-    The gate calls this when it moves the champion, so that what is scored later in the same run records the
-    champion it was scored with."""
+                       warehouse: Warehouse, *, batch: str | None = None, version: str | None = None) -> str:
+    """Observe source `name` now and record its version if it moved (no run needed); returns the version."""
     from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
     key = keys.key(name)
-    version = observed_version(name, cfg, paths, warehouse, batch=batch)
+    version = version or observed_version(name, cfg, paths, warehouse, batch=batch)
     latest = instance.get_latest_data_version_record(key, is_source=True)
     observed = latest.asset_observation if latest is not None else None
     if observed is None or (observed.tags or {}).get(DATA_VERSION_TAG) != version:
         instance.report_runless_asset_event(dg.AssetObservation(asset_key=key, tags={DATA_VERSION_TAG: version}))
     return version
+
+
+def observe_as_read(context: dg.AssetExecutionContext, project: ProjectResource, warehouse: Warehouse, *names: str,
+                    batch: str | None = None, version: str | None = None) -> None:
+    """Record the sources `names` as this step reads them (`version`: as the step computed it from what it read),
+    and make its materialization name those versions. Dagster takes a step's input versions from the sources' last observations when the step starts: a
+    run that did not observe them first (the asset graph's "Materialize", a selection of assets) or that ingests
+    a chosen demo batch would name older ones. The next `ml-platform run` then redid work already done, or took
+    a batch that was never ingested for one that was, and skipped it."""
+    cfg, paths = project.config(), project.paths()
+    step = context.op_execution_context._step_execution_context  # noqa: SLF001 (no public way to refresh it)
+    for name in names:
+        record_observation(context.instance, name, cfg, paths, warehouse, batch=batch, version=version)
+        step.wipe_input_asset_version_info(keys.key(name))  # read again, with the observation just recorded
 
 
 def _observable(name: str) -> dg.AssetsDefinition:

@@ -112,3 +112,63 @@ def test_a_run_launched_from_the_ui_leaves_nothing_for_the_next_cli_run_to_redo(
     assert set(_stale(["raw_batch", "training_data", "trained_model"]).values()) == {"FRESH"}
     after = run_lifecycle(config_file=config)
     assert after.success and after.run_id == "", f"recomputed: {after.assets}"
+
+
+def test_assets_materialized_from_the_asset_graph_leave_nothing_for_the_next_cli_run_to_redo(platform_env, tmp_path):
+    """The asset graph's "Materialize all" runs the assets without observing the sources first. Each asset that
+    reads a source records the version it read, so its materialization names the export it holds: before, it
+    named the export observed last, and the next `ml-platform run` ingested the same file again and recomputed
+    everything after it."""
+    generate_batch(1, rows=3000, seed=7).to_parquet(tmp_path / "batch.parquet")
+    config = write_config(tmp_path, {"data": {"source": {"kind": "file", "path": "batch.parquet"}}})
+    assert run_lifecycle(config_file=config).success
+
+    generate_batch(2, rows=3000, seed=7).to_parquet(tmp_path / "batch.parquet")  # the next export arrives
+    every_asset = [k.to_user_string() for k in load_definitions().resolve_asset_graph().materializable_asset_keys]
+    from_the_graph = run_lifecycle(config_file=config, selection=every_asset)
+    assert from_the_graph.success, from_the_graph.errors
+    assert from_the_graph.assets["raw_batch"] == "materialized"
+    after = run_lifecycle(config_file=config)
+    assert after.success and after.run_id == "", f"recomputed: {after.assets}"
+
+
+def test_a_chosen_demo_batch_run_whole_does_not_hide_the_next_batch(platform_env, tmp_path):
+    """`ml-platform run --all --batch 1` (the whole job, its sources observed by its first steps) ingests batch 1
+    again, while the source's own observation names the batch after the last one: batch 2. The ingestion now
+    records batch 1 as what it read. Before, it named batch 2, and the next plain run took batch 2 for ingested
+    and skipped it."""
+    config = write_config(tmp_path)
+    first = run_lifecycle(config_file=config)
+    assert first.success and first.outputs["raw_batch"]["batch_id"] == "demo-0001"
+    again = run_lifecycle(config_file=config, batch="1", incremental=False)
+    assert again.success, again.errors
+    assert again.outputs["raw_batch"]["batch_id"] == "demo-0001"
+    after = run_lifecycle(config_file=config)
+    assert after.success, after.errors
+    assert after.assets.get("raw_batch") == "materialized" and after.outputs["raw_batch"]["batch_id"] == "demo-0002"
+
+
+def test_a_warehouse_table_source_is_ingested_once_per_content(platform_env, tmp_path):
+    """`data.source.kind: table`: the table is the batch. The same rows again recompute nothing; new rows in the
+    table are the next batch. The ingestion names the rows it read (a hash of them) without reading the table a
+    second time."""
+    config = write_config(tmp_path, {"data": {"source": {"kind": "table", "table": "landing.customers"}}})
+    warehouse = Warehouse()
+
+    def load(batch: int) -> None:
+        with warehouse.connect() as con:
+            con.register("batch", generate_batch(batch, rows=3000, seed=7))
+            con.execute("create schema if not exists landing")
+            con.execute("create or replace table landing.customers as select * from batch")
+
+    load(1)
+    first = run_lifecycle(config_file=config)
+    assert first.success, first.errors
+    assert first.outputs["raw_batch"]["rows"] == 3000 and first.outputs["raw_batch"]["batch_id"] == "landing.customers"
+    again = run_lifecycle(config_file=config)
+    assert again.success and again.run_id == "", f"recomputed: {again.assets}"
+
+    load(2)
+    after = run_lifecycle(config_file=config)
+    assert after.success, after.errors
+    assert after.assets["raw_batch"] == "materialized" and after.outputs["raw_batch"]["sha256"] != first.outputs["raw_batch"]["sha256"]

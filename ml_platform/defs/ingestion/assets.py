@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from ml_platform.defs.sources import observe_as_read, table_version
 from ml_platform.lib.snapshots import write_snapshot
 from ml_platform.lib.sources import SourceError, load_batch
 from ml_platform.prefetch import validation_tasks, while_waiting
@@ -19,7 +20,7 @@ class IngestionConfig(dg.Config):
     deps=["source_data"],  # stale when the source delivers another batch (defs/sources.py)
     description="The newest source batch, stored as an immutable Parquet snapshot named by its SHA-256.",
 )
-def raw_batch(config: IngestionConfig, project: ProjectResource,
+def raw_batch(context: dg.AssetExecutionContext, config: IngestionConfig, project: ProjectResource,
               warehouse: Warehouse) -> dg.Output[dict]:
     cfg = project.config()
     paths = project.paths()
@@ -35,6 +36,9 @@ def raw_batch(config: IngestionConfig, project: ProjectResource,
         except SourceError as exc:  # bad input: trying again reads the same broken file
             raise dg.Failure(str(exc), allow_retries=False) from None
         snapshot = write_snapshot(source.frame, paths.snapshots / "raw")
+    # A table's version is a hash of its rows: the rows just read, not a second read of the table.
+    observe_as_read(context, project, warehouse, "source_data", batch=config.batch,
+                    version=table_version(source.frame) if cfg.data.source.kind == "table" else None)
     # The content hash is the data version: downstream assets see "unchanged" when the same data arrives again.
     return dg.Output(
         {"batch_id": source.batch_id, "sha256": snapshot.sha256, "path": str(snapshot.path), "rows": snapshot.rows},

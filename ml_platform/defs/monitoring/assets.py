@@ -18,6 +18,7 @@ import pandas as pd
 from ml_platform.defs.features import (
     assets as features,  # the module, so the loader finds feature_models once
 )
+from ml_platform.defs.sources import observe_as_read
 from ml_platform.lib.drift import detect_drift, score_drift
 from ml_platform.lib.modeling import holdout_mask, positive_scores, split_training_data
 from ml_platform.lib.snapshots import SnapshotIntegrityError, read_snapshot
@@ -168,6 +169,7 @@ _CHECK_DESCRIPTION = "Fails when the share of drifted features reaches drift.dri
 def drift_report(context: dg.AssetExecutionContext, project: ProjectResource, registry: ModelRegistry,
                  warehouse: Warehouse, alerts: Alerts, raw_batch: dict):
     cfg = project.config()
+    observe_as_read(context, project, warehouse, "champion_alias")
     champion = live_champion(cfg, registry)
     if champion is None:
         return _no_champion(context, cfg, "drift report")
@@ -201,6 +203,7 @@ def no_dataset_drift(drift_report: dict) -> dg.AssetCheckResult:
 def traffic_drift_report(context: dg.AssetExecutionContext, project: ProjectResource, registry: ModelRegistry,
                          warehouse: Warehouse, alerts: Alerts):
     cfg = project.config()
+    observe_as_read(context, project, warehouse, "champion_alias", "prediction_log")
     champion = live_champion(cfg, registry)
     if champion is None:
         return _no_champion(context, cfg, "traffic drift report")

@@ -13,6 +13,7 @@ import dagster as dg
 import pandas as pd
 
 from ml_platform.defs.monitoring.sensors import AUTOMATIC_TRIGGERS
+from ml_platform.defs.sources import observe_as_read
 from ml_platform.resources import ModelRegistry, ProjectResource, Warehouse
 from ml_platform.settings import COST_TABLE, PREDICTION_LOG_TABLE, PREDICTIONS_TABLE
 
@@ -27,6 +28,7 @@ from ml_platform.settings import COST_TABLE, PREDICTION_LOG_TABLE, PREDICTIONS_T
 def cost_report(context: dg.AssetExecutionContext, project: ProjectResource, registry: ModelRegistry,
                 warehouse: Warehouse) -> dg.Output[dict]:
     cfg = project.config()
+    observe_as_read(context, project, warehouse, "prediction_log", "champion_alias")
     name = cfg.model.name
     now = datetime.now(UTC).replace(tzinfo=None)
     since = now - timedelta(days=1)

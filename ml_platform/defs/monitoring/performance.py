@@ -27,6 +27,7 @@ from ml_platform.defs.monitoring.sensors import (
     retraining_job,
     training_inputs_version,
 )
+from ml_platform.defs.sources import observe_as_read
 from ml_platform.lib.labels import (
     LABEL_COLUMNS,
     PREDICTION_COLUMNS,
@@ -79,6 +80,7 @@ _LIVE_DDL = f"""create table if not exists {LIVE_PERFORMANCE_TABLE} (
 def late_labels(context: dg.AssetExecutionContext, project: ProjectResource, warehouse: Warehouse,
                 alerts: Alerts):
     cfg = project.config()
+    observe_as_read(context, project, warehouse, "label_files")
     landing = label_landing(cfg, project.paths())
     waiting = sorted(p for p in landing.iterdir() if is_label_file(p)) if landing.is_dir() else []
     accepted: list[tuple[Path, str, ResolvedLabels]] = []

@@ -14,7 +14,6 @@ import dagster as dg
 from ml_platform.config import ProjectConfig
 from ml_platform.defs.evaluation.assets import evaluate_on_holdout
 from ml_platform.defs.registry.cards import publish_model_card
-from ml_platform.defs.sources import record_observation
 from ml_platform.lib.gate import GateDecision, decide_promotion
 from ml_platform.lib.governance import (
     NO_CHAMPION,
@@ -98,8 +97,6 @@ def champion_model(context: dg.AssetExecutionContext, project: ProjectResource, 
         governance.promote(name, challenger, actor="promotion gate", reason="passed the gate", evidence=evidence,
                            expected_champion=current)
         champion = challenger
-        # What is scored after this in the run records the champion it was scored with (defs/sources.py).
-        record_observation(context.instance, "champion_alias", cfg, project.paths(), governance.warehouse)
     if outcome in ("rejected", "promoted", "passed"):
         _alert_gate_outcome(alerts, outcome, cfg, registry, decision, model_evaluation, current,
                             run_id=context.run.run_id)

@@ -5,6 +5,7 @@ import dagster as dg
 from ml_platform.defs.features import (
     assets as features,  # the module, so the loader finds feature_models once
 )
+from ml_platform.defs.sources import observe_as_read
 from ml_platform.lib.scoring import features_query, score_chunks
 from ml_platform.resources import ModelRegistry, ProjectResource, Warehouse
 from ml_platform.resources.warehouse import PREDICTIONS_TABLE
@@ -25,6 +26,7 @@ CHUNK_ROWS = 100_000  # bounded memory: score and write the batch in chunks
 def batch_predictions(context: dg.AssetExecutionContext, project: ProjectResource, registry: ModelRegistry,
                       warehouse: Warehouse, raw_batch: dict):
     cfg = project.config()
+    observe_as_read(context, project, warehouse, "champion_alias")
     version = registry.champion_version(cfg.model.name)
     if version is None:
         context.log.warning(f"not scored: model '{cfg.model.name}' has no champion yet (none promoted, or the "
