@@ -6,6 +6,8 @@ The registry is a state machine over model versions. States live in MLflow tags 
     approval_state  not required | pending | approved | refused
     approval        set by a reviewer in the MLflow UI: "approved"
     approver        set by the reviewer: their name, checked against governance.approvers
+    demoted_at      set by a rollback on the version it took the alias from (with demoted_by, demotion_reason);
+                    until a person brings it back (promoted_at later), the gate holds it: rolled_back_hold
 
 Transitions (promote, reject, rollback, refused approvals) are made by the Governance resource
 under a lock, and each is appended to the audit log.
@@ -19,6 +21,18 @@ from dataclasses import dataclass
 
 # Gate outcomes that mean "this version passed the gate at some point".
 PASSED_GATE = {"promoted", "passed", "already champion"}
+
+
+def rolled_back_hold(version: str, tags: dict[str, str]) -> str | None:
+    """Why the gate must not put `version` live again, if a person rolled it back and nobody brought it back
+    since. A run that trains it again (the same inputs: a cache hit) would otherwise pass it against the champion
+    it was rolled back to, and for a low-risk model promote it with nobody asked."""
+    demoted = tags.get("demoted_at")
+    if demoted is None or tags.get("promoted_at", "") > demoted:  # both ISO times in UTC: they sort as text
+        return None
+    return (f"v{version} was rolled back by {tags.get('demoted_by', 'someone')} at {demoted} "
+            f"({tags.get('demotion_reason') or 'no reason given'}): the gate does not put it live again; "
+            f"a person can, with `ml-platform rollback --to {version}`")
 
 
 @dataclass(frozen=True)

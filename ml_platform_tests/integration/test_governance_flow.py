@@ -175,3 +175,40 @@ def test_a_sign_off_given_after_the_champion_changed_is_refused_and_a_new_gate_n
     [refused] = sign_off(registry, "2", "alice@example.com")
     assert refused["promoted"] is False and "did not pass the gate" in refused["reason"]
     assert registry.champion_version("churn") == "1"
+
+
+def test_a_rolled_back_version_does_not_come_back_through_the_gate(platform_env, tmp_path):
+    """On-call rolls back from v2 to v1. A later run that trains the same version again (`ml-platform run --all`
+    on the same data, a retraining with nothing new: a cache hit) must not put v2 live again. The gate would pass
+    it against v1 once more, and for a low-risk model nobody would be asked. The gate holds it instead and says
+    how a person brings it back (`ml-platform rollback --to 2`)."""
+    registry = ModelRegistry()
+    weak = write_config(tmp_path, {"training": {"estimator": {"params": {"max_iter": 10, "max_leaf_nodes": 2}}}},
+                        name="weak.yaml")
+    config = write_config(tmp_path)
+    assert run_lifecycle(config_file=weak, batch="1").outputs["champion_model"]["decision"] == "promoted"
+    better = run_lifecycle(config_file=config, batch="1")
+    assert (better.outputs["champion_model"]["challenger_version"], better.outputs["champion_model"]["decision"]) == \
+        ("2", "promoted")
+
+    rolled = cli("--config", str(config), "rollback", "--reason", "complaints about v2", "--as", "ops@example.com")
+    assert rolled.returncode == 0, rolled.stderr
+    assert registry.champion_version("churn") == "1"
+
+    again = run_lifecycle(config_file=config, batch="1", incremental=False)
+    assert again.success, again.errors
+    assert again.outputs["trained_model"]["cache_hit"] is True
+    gate = again.outputs["champion_model"]
+    assert (gate["challenger_version"], gate["decision"], gate["champion_version"]) == ("2", "held", "1")
+    assert registry.champion_version("churn") == "1"
+    assert "rolled back" in gate["reasons"][0] and "ml-platform rollback --to 2" in gate["reasons"][0]
+    assert registry.version("churn", "2").tags["gate_decision"] == "promoted"  # the decision of its day stays
+    held = audit("hold")[-1]
+    assert (held["version"], held["to_version"]) == ("2", "1") and "complaints about v2" in held["reason"]
+
+    # A person may still bring it back: a roll forward, recorded like a rollback. Then it is champion as before.
+    forward = cli("--config", str(config), "rollback", "--to", "2", "--reason", "fixed upstream", "--as", "ops@example.com")
+    assert forward.returncode == 0, forward.stderr
+    assert registry.champion_version("churn") == "2"
+    assert run_lifecycle(config_file=config, batch="1", incremental=False).outputs["champion_model"]["decision"] == \
+        "already champion"

@@ -38,3 +38,16 @@ def test_the_other_rules_still_come_first():
     assert "not on the allowlist" in verdict(None, approver="mallory", gate_compared_to=NO_CHAMPION).reason
     assert "did not pass the gate" in verdict(None, gate_decision="rejected").reason
     assert "evidence changed" in verdict(None, evidence_sha256="zzz").reason
+
+
+def test_a_rolled_back_version_is_held_until_a_person_brings_it_back():
+    from ml_platform.lib.governance import rolled_back_hold
+
+    assert rolled_back_hold("2", {"gate_decision": "promoted"}) is None  # never rolled back
+    rolled = {"promoted_at": "2026-12-01T10:00:00.000000+00:00", "demoted_at": "2026-12-02T09:00:00.000000+00:00",
+              "demoted_by": "ops@example.com", "demotion_reason": "complaints"}
+    reason = rolled_back_hold("2", rolled)
+    assert reason == ("v2 was rolled back by ops@example.com at 2026-12-02T09:00:00.000000+00:00 (complaints): the gate "
+                      "does not put it live again; a person can, with `ml-platform rollback --to 2`")
+    # Rolled forward again by a person (a later promoted_at): the gate judges it as any other version.
+    assert rolled_back_hold("2", {**rolled, "promoted_at": "2026-12-03T08:00:00.000000+00:00"}) is None

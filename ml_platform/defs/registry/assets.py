@@ -5,6 +5,7 @@ Medium and high: it becomes `challenger` with approval_state=pending, and waits 
 MLflow UI (see approvals.py).
 """
 
+import dataclasses
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +20,7 @@ from ml_platform.lib.governance import (
     NO_CHAMPION,
     SIGN_OFF_TAGS,
     evidence_fingerprint,
+    rolled_back_hold,
     sign_off_instructions,
     version_description,
 )
@@ -50,8 +52,13 @@ def champion_model(context: dg.AssetExecutionContext, project: ProjectResource, 
         champion_metrics = evaluate_on_holdout(registry.load_model(name, current), split, cfg, latency_rows=20).metrics
     decision = decide_promotion(gate=cfg.gate, challenger=model_evaluation["metrics"], champion=champion_metrics,
                                 baseline=model_evaluation["baseline"])
+    held = rolled_back_hold(challenger, registry.version(name, challenger).tags) if current != challenger else None
     if current == challenger:
         outcome = "already champion"
+    elif held:
+        # Rolled back by a person: not live again through the gate. Its tags keep the decision of its day.
+        outcome = "held"
+        decision = dataclasses.replace(decision, reasons=[held, *decision.reasons])
     elif not decision.promote:
         outcome = "rejected"
     else:
@@ -60,6 +67,11 @@ def champion_model(context: dg.AssetExecutionContext, project: ProjectResource, 
         # A new decision on a version gated before (the champion changed since): a sign-off given on the old
         # evidence does not carry over to the new one (the approval sensor would apply it unseen).
         registry.untag_version(name, challenger, list(SIGN_OFF_TAGS))
+    if outcome == "held":
+        governance.record(name, "hold", version=challenger, actor="promotion gate", reason=held,
+                          evidence={"gate_decision": outcome, "reasons": decision.reasons,
+                                    "report": model_evaluation["report_uri"], "dagster_run_id": context.run.run_id})
+        return _gate_result(context, cfg, registry, decision, outcome, challenger, current, current)
     registry.tag_version(name, challenger, {
         "gate_decision": outcome,
         "gate_reasons": json.dumps(decision.reasons, ensure_ascii=False),  # the UI shows "≥" as it is
@@ -101,6 +113,14 @@ def champion_model(context: dg.AssetExecutionContext, project: ProjectResource, 
         _alert_gate_outcome(alerts, outcome, cfg, registry, decision, model_evaluation, current,
                             run_id=context.run.run_id)
 
+    return _gate_result(context, cfg, registry, decision, outcome, challenger, champion, current)
+
+
+def _gate_result(context: dg.AssetExecutionContext, cfg: ProjectConfig, registry: ModelRegistry,
+                 decision: GateDecision, outcome: str, challenger: str, champion: str | None,
+                 current: str | None) -> dict:
+    """The gate's output and the metadata the asset shows, whatever the outcome."""
+    name = cfg.model.name
     card_uri, card_markdown = publish_model_card(cfg, registry, challenger)
     context.add_output_metadata({
         "decision": outcome,
