@@ -359,6 +359,8 @@ def _print_status(status: dict) -> None:
     chal = status["challenger"]
     if chal:
         print(f"  challenger: version {chal['version']} — gate {chal['gate_decision']}, approval {chal['approval_state']}")
+        if chal.get("held"):
+            print(_color(f"    {chal['held']}", YELLOW))
         for reason in chal["gate_reasons"]:
             print(f"    {reason}")
         if chal.get("gate_outdated"):

@@ -9,7 +9,7 @@ from typing import Any
 
 from ml_platform import keys, settings
 from ml_platform.config import load_config
-from ml_platform.lib.governance import NO_CHAMPION
+from ml_platform.lib.governance import NO_CHAMPION, rolled_back_hold
 from ml_platform.resources import ModelRegistry
 from ml_platform.resources.governance import PREVIOUS_CHAMPION
 from ml_platform.resources.registry import CHALLENGER
@@ -36,6 +36,7 @@ def _version_record(registry: ModelRegistry, version: Any) -> dict:
         "approved_at": tags.get("approved_at", "-"),
         "promoted_at": tags.get("promoted_at", "-"),
         "promoted_by": tags.get("promoted_by", "-"),
+        "held": rolled_back_hold(str(version.version), tags),  # rolled back: the gate keeps it out (None if not)
     }
 
 

@@ -1,6 +1,8 @@
 """The jobs that run the lifecycle, and the daily schedule. Their executor is the project's (definitions.py,
 from ML_PLATFORM_EXECUTOR): in one process by default, or a process per step, or on Celery workers."""
 
+import warnings
+
 import dagster as dg
 
 from ml_platform import keys, settings
@@ -21,7 +23,9 @@ TRANSIENT_FAILURE_RETRY = dg.RetryPolicy(max_retries=3, delay=1.5, backoff=dg.Ba
 # so a run launched from the UI, the schedule or a sensor records which batch, label files and champion it
 # processed. Without that, its materializations named the versions last observed, and the next `ml-platform run`
 # (which observes, then recomputes what is stale) redid the whole lifecycle on data just processed.
-EVERY_ASSET = dg.AssetSelection.all(include_sources=True)
+with warnings.catch_warnings():  # a beta parameter in Dagster 1.13: a warning on every command would help nobody
+    warnings.simplefilter("ignore", dg.BetaWarning)
+    EVERY_ASSET = dg.AssetSelection.all(include_sources=True)
 
 lifecycle_job = dg.define_asset_job(
     "lifecycle",

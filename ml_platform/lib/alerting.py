@@ -74,6 +74,7 @@ RUNBOOKS: dict[str, Runbook] = {
     "approval_refused": Runbook("approvals.md"),
     "rollback": Runbook("rollback.md"),
     "canary_rollback": Runbook("rollback.md", "The canary was rolled back"),
+    "rolled_back_held": Runbook("rollback.md", "The gate held a rolled-back version"),
     "run_failure": Runbook("feature-pipeline-failure.md", "Any other failed run"),
 }
 # A run that failed in one of these stages (asset groups) follows the feature pipeline runbook.

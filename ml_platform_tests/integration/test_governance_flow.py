@@ -205,6 +205,11 @@ def test_a_rolled_back_version_does_not_come_back_through_the_gate(platform_env,
     assert registry.version("churn", "2").tags["gate_decision"] == "promoted"  # the decision of its day stays
     held = audit("hold")[-1]
     assert (held["version"], held["to_version"]) == ("2", "1") and "complaints about v2" in held["reason"]
+    assert model_status()["challenger"]["held"] == gate["reasons"][0]  # `ml-platform status` says it under v2
+    [alert] = Warehouse().query("select title, details from governance.alerts where kind = 'rolled_back_held'") \
+        .to_dict(orient="records")
+    assert alert["title"] == "churn v2 was trained again and held by the promotion gate: it was rolled back"
+    assert json.loads(alert["details"])["to bring it back"].startswith("ml-platform rollback --to 2")
 
     # A person may still bring it back: a roll forward, recorded like a rollback. Then it is champion as before.
     forward = cli("--config", str(config), "rollback", "--to", "2", "--reason", "fixed upstream", "--as", "ops@example.com")

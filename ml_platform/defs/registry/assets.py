@@ -71,6 +71,8 @@ def champion_model(context: dg.AssetExecutionContext, project: ProjectResource, 
         governance.record(name, "hold", version=challenger, actor="promotion gate", reason=held,
                           evidence={"gate_decision": outcome, "reasons": decision.reasons,
                                     "report": model_evaluation["report_uri"], "dagster_run_id": context.run.run_id})
+        _alert_gate_outcome(alerts, outcome, cfg, registry, decision, model_evaluation, current,
+                            run_id=context.run.run_id)
         return _gate_result(context, cfg, registry, decision, outcome, challenger, current, current)
     registry.tag_version(name, challenger, {
         "gate_decision": outcome,
@@ -146,8 +148,8 @@ def _gate_result(context: dg.AssetExecutionContext, cfg: ProjectConfig, registry
 
 def _alert_gate_outcome(alerts: Alerts, outcome: str, cfg: ProjectConfig, registry: ModelRegistry,
                         decision: GateDecision, model_evaluation: dict, current: str | None, *, run_id: str) -> None:
-    """A rejection (the champion stays), a promotion without sign-off (risk tier low) or a version waiting for
-    a sign-off (the approvers learn of it here), to the team channel."""
+    """A rejection (the champion stays), a promotion without sign-off (risk tier low), a version waiting for
+    a sign-off (the approvers learn of it here) or a rolled-back version held, to the team channel."""
     name, version = cfg.model.name, model_evaluation["version"]
     metrics, value = model_evaluation["metrics"], f"{decision.challenger_value:.4f}"
     evidence = {
@@ -169,6 +171,13 @@ def _alert_gate_outcome(alerts: Alerts, outcome: str, cfg: ProjectConfig, regist
                      "passed": decision.reasons, "approvers": cfg.governance.approvers,
                      "to sign off": f"{sign_off_instructions(cfg.governance.approvers)} Or run `ml-platform approve "
                                     f"--version {version} --as <name>`."},
+                    severity="info", links=links)
+    elif outcome == "held":
+        alerts.send("rolled_back_held", f"{name} v{version} was trained again and held by the promotion gate: it was "
+                                        "rolled back", {"why": decision.reasons[0], **evidence,
+                                                        "champion": f"v{current} unchanged",
+                                                        "to bring it back": f"ml-platform rollback --to {version} "
+                                                                            "--reason <why> --as <name>"},
                     severity="info", links=links)
     else:
         alerts.send("promotion", f"{name} v{version} is champion (promoted by the gate, risk tier "
