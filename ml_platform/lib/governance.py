@@ -24,15 +24,19 @@ PASSED_GATE = {"promoted", "passed", "already champion"}
 
 
 def rolled_back_hold(version: str, tags: dict[str, str]) -> str | None:
-    """Why the gate must not put `version` live again, if a person rolled it back and nobody brought it back
-    since. A run that trains it again (the same inputs: a cache hit) would otherwise pass it against the champion
-    it was rolled back to, and for a low-risk model promote it with nobody asked."""
+    """Why the gate must not offer `version` again, if it was rolled back: by a person, and nobody brought it back
+    since; or by its serving canary's guardrails. A run that trains it again (the same inputs: a cache hit) would
+    otherwise pass it against the champion once more: for a low-risk model, promote it with nobody asked; for a
+    higher tier, ask for a sign-off that check_approval refuses."""
     demoted = tags.get("demoted_at")
-    if demoted is None or tags.get("promoted_at", "") > demoted:  # both ISO times in UTC: they sort as text
-        return None
-    return (f"v{version} was rolled back by {tags.get('demoted_by', 'someone')} at {demoted} "
-            f"({tags.get('demotion_reason') or 'no reason given'}): the gate does not put it live again; "
-            f"a person can, with `ml-platform rollback --to {version}`")
+    if demoted is not None and tags.get("promoted_at", "") < demoted:  # both ISO times in UTC: they sort as text
+        return (f"v{version} was rolled back by {tags.get('demoted_by', 'someone')} at {demoted} "
+                f"({tags.get('demotion_reason') or 'no reason given'}): the gate does not put it live again; "
+                f"a person can, with `ml-platform rollback --to {version}`")
+    if tags.get("canary") == "rolled_back":
+        return (f"v{version}'s canary was rolled back by its guardrails (tag canary_evidence says why): the gate does "
+                "not offer it again; train a better version")
+    return None
 
 
 @dataclass(frozen=True)

@@ -51,3 +51,7 @@ def test_a_rolled_back_version_is_held_until_a_person_brings_it_back():
                       "does not put it live again; a person can, with `ml-platform rollback --to 2`")
     # Rolled forward again by a person (a later promoted_at): the gate judges it as any other version.
     assert rolled_back_hold("2", {**rolled, "promoted_at": "2026-12-03T08:00:00.000000+00:00"}) is None
+    # Rolled back by its serving canary: a sign-off would be refused (check_approval), so it is not offered again.
+    assert "canary was rolled back by its guardrails" in rolled_back_hold("3", {"gate_decision": "passed",
+                                                                               "canary": "rolled_back"})
+    assert rolled_back_hold("3", {"gate_decision": "passed", "canary": "passed"}) is None
