@@ -131,10 +131,11 @@ def record_observation(instance: dg.DagsterInstance, name: str, cfg: ProjectConf
 def observe_as_read(context: dg.AssetExecutionContext, project: ProjectResource, warehouse: Warehouse, *names: str,
                     batch: str | None = None, version: str | None = None) -> None:
     """Record the sources `names` as this step reads them (`version`: as the step computed it from what it read),
-    and make its materialization name those versions. Dagster takes a step's input versions from the sources' last observations when the step starts: a
-    run that did not observe them first (the asset graph's "Materialize", a selection of assets) or that ingests
-    a chosen demo batch would name older ones. The next `ml-platform run` then redid work already done, or took
-    a batch that was never ingested for one that was, and skipped it."""
+    and make its materialization name those versions. Dagster takes a step's input versions from the sources'
+    last observations when the step starts: a run that did not observe them first (the asset graph's
+    "Materialize", a selection of assets) or that ingests a chosen demo batch would name older ones. The next
+    `ml-platform run` then redid work already done, or took a batch that was never ingested for one that was,
+    and skipped it."""
     cfg, paths = project.config(), project.paths()
     step = context.op_execution_context._step_execution_context  # noqa: SLF001 (no public way to refresh it)
     for name in names:

@@ -8,6 +8,7 @@ The registry is a state machine over model versions. States live in MLflow tags 
     approver        set by the reviewer: their name, checked against governance.approvers
     demoted_at      set by a rollback on the version it took the alias from (with demoted_by, demotion_reason);
                     until a person brings it back (promoted_at later), the gate holds it: rolled_back_hold
+    canary          set by the serving canary: running | passed | rolled_back (then the gate holds it too)
 
 Transitions (promote, reject, rollback, refused approvals) are made by the Governance resource
 under a lock, and each is appended to the audit log.

@@ -56,7 +56,8 @@ def champion_model(context: dg.AssetExecutionContext, project: ProjectResource, 
     if current == challenger:
         outcome = "already champion"
     elif held:
-        # Rolled back by a person: not live again through the gate. Its tags keep the decision of its day.
+        # Rolled back (by a person, or by its canary): the gate does not offer it again. Its tags keep the decision
+        # of its day.
         outcome = "held"
         decision = dataclasses.replace(decision, reasons=[held, *decision.reasons])
     elif not decision.promote:
