@@ -6,6 +6,7 @@ import copy
 import fcntl
 import hashlib
 import os
+import signal
 import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
@@ -19,6 +20,14 @@ import yaml
 from ml_platform.settings import PROJECT_ROOT
 
 DEMO_CONFIG = PROJECT_ROOT / "ml_platform.yaml"
+
+# A suite started in the background (`make test &`, nohup, a CI shell) inherits SIGINT ignored. Dagster maps SIGTERM
+# to SIGINT's handler after each run it executes in the main thread, so SIGTERM was ignored too from then on. What a
+# run in another thread spawned inherited that: Dagster's `tail -F` of a step's compute log, which Dagster stops with
+# SIGTERM, outlived the suite (test_fault_tolerance.py runs a lifecycle in a thread). Tests start with both working.
+for _number, _default in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL)):
+    if signal.getsignal(_number) is signal.SIG_IGN:
+        signal.signal(_number, _default)
 # Everything the platform reads or sets in the environment (settings.py, storage.py): restored after each test.
 _ENV_KEYS = ("ML_PLATFORM_HOME", "ML_PLATFORM_CONFIG", "DAGSTER_HOME", "ML_PLATFORM_DATABASE_URL",
              "ML_PLATFORM_DAGSTER_DATABASE_URL", "ML_PLATFORM_MLFLOW_TRACKING_URI", "ML_PLATFORM_ARTIFACT_ROOT",

@@ -226,6 +226,22 @@ def test_postgresql_restarted_during_a_run_leaves_consistent_storage_and_the_nex
     assert after.success, after.errors
     assert_registry_consistent()
     _assert_audit_chain_unbroken()
+    # Dagster ends its `tail -F` of each step's compute log with SIGTERM, also for the run in a thread: none is left
+    # (it was, in a suite started in the background: conftest.py).
+    assert _processes_reading(tmp_path) == []
+
+
+def _processes_reading(folder: Path) -> list[str]:
+    """Command lines of this machine's processes that name a file under `folder`."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes().decode(errors="replace").split("\0")
+        except OSError:  # ended meanwhile
+            continue
+        if any(arg.startswith(str(folder)) for arg in argv[1:]):
+            found.append(" ".join(argv))
+    return found
 
 
 def _assert_audit_chain_unbroken() -> None:
