@@ -9,6 +9,7 @@ warehouse tables are made with `create ... if not exists` by whoever writes them
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from ml_platform import settings
@@ -67,6 +68,22 @@ def prepare(paths: settings.PlatformPaths) -> None:
     target = paths.dagster_home / "dagster.yaml"
     if not target.exists() or target.read_text() != instance_yaml:
         target.write_text(instance_yaml)
+
+
+def foreign_instance_warning(instance_root: str | Path | None, paths: settings.PlatformPaths) -> str | None:
+    """What to tell a run whose Dagster instance is not the platform's (None when it is). `dg dev`, `dagster dev`
+    and `dg launch` started without DAGSTER_HOME run on a temporary instance of their own: the models, tables and
+    reports land in the platform's home as usual, but the run's history, its asset versions and the sensors'
+    cursors do not, so `ml-platform` commands and `make ui` never see them (and `dagster dev` deletes them)."""
+    expected = paths.dagster_home.resolve()
+    if instance_root is None or Path(instance_root).resolve() == expected:
+        return None
+    return (f"this run's Dagster instance is {instance_root}, not the platform's ({expected}): its run history and "
+            "asset versions are kept apart from those of `ml-platform run` and `make ui`, so the next `ml-platform "
+            "run` does not know what this run materialized, and a temporary instance (`dg dev`, `dagster dev` or "
+            "`dg launch` without DAGSTER_HOME) is deleted with all of it. Start the UI with `make ui` "
+            f"(`ml-platform ui`), or set DAGSTER_HOME={expected} first (an `ml-platform` command writes its "
+            "dagster.yaml there)")
 
 
 def dbt_environment() -> dict[str, str]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from ml_platform import settings
+from ml_platform import settings, storage
 from ml_platform.config import ProjectConfig, load_config
 
 
@@ -30,6 +30,13 @@ class ProjectResource(dg.ConfigurableResource):
         path = self.config_path()
         mtime = path.stat().st_mtime_ns if path.exists() else 0
         return _load(str(path), mtime)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # Once per run (per step process with a multiprocess executor), in the run's log that the UI shows.
+        warning = storage.foreign_instance_warning(context.instance.root_directory if context.instance else None,
+                                                   self.paths())
+        if warning and context.log:
+            context.log.warning(warning)
 
     def paths(self) -> settings.PlatformPaths:
         home = Path(self.home).resolve() if self.home else settings.platform_home()
