@@ -135,6 +135,32 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # here, not at exit: a pipe's output waits in the buffer until then
+        return code
+    except BrokenPipeError:
+        if not _stdout_reader_gone():
+            raise  # another pipe (a subprocess's): a real error
+        # The reader of our output went away (`ml-platform history | head`): stop quietly, as Unix tools do, not with
+        # a traceback (and a second one when Python flushes stdout at exit: hence /dev/null in its place).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # what a shell reports for a tool ended by SIGPIPE (`git log | head` with pipefail)
+
+
+def _stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe nobody reads any more (poll reports an error on its write end)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError):  # stdout closed or replaced by something without a file descriptor
+        return False
+
+
+def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "lineage":
         return _lineage(args)  # the fast path: no Dagster, MLflow or sklearn import

@@ -137,3 +137,20 @@ def test_status_warns_that_a_challenger_gated_against_another_champion_cannot_be
     shown = " ".join(capsys.readouterr().out.split())
     assert ("the gate compared it with no champion, and the champion has changed since: a sign-off would be "
             "refused; run `ml-platform run --all` on the same data to gate it against the champion first") in shown
+
+
+def test_output_to_a_reader_that_went_away_ends_quietly(tmp_path):
+    """`ml-platform status | head`: the command stops like a Unix tool (exit 141, as for SIGPIPE), no traceback."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first line
+    try:
+        result = subprocess.run([str(Path(sys.executable).parent / "ml-platform"), "--home", str(tmp_path), "status"],
+                                stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert (result.returncode, result.stderr) == (141, "")
