@@ -32,12 +32,16 @@ class ProjectResource(dg.ConfigurableResource):
         return _load(str(path), mtime)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        # Once per run (per step process with a multiprocess executor), in the run's log that the UI shows.
-        warning = storage.foreign_instance_warning(context.instance.root_directory if context.instance else None,
-                                                   self.paths())
-        if warning and context.log:
+        # Once per run (per step process with a multiprocess executor), in the run's log that the UI shows. Not for
+        # a sensor's tick: it has no run, and its daemon is started on the platform's instance (`make ui`).
+        if context.run is None or context.instance is None or context.log is None:
+            return
+        warning = storage.foreign_instance_warning(context.instance.root_directory, self._paths())
+        if warning:
             context.log.warning(warning)
 
     def paths(self) -> settings.PlatformPaths:
-        home = Path(self.home).resolve() if self.home else settings.platform_home()
-        return settings.PlatformPaths(home).ensure()
+        return self._paths().ensure()
+
+    def _paths(self) -> settings.PlatformPaths:
+        return settings.PlatformPaths(Path(self.home).resolve() if self.home else settings.platform_home())
