@@ -229,6 +229,10 @@ class EstimatorSpec(_Strict):
 class TrainingSection(_Strict):
     seed: int = 42
     holdout_fraction: float = Field(0.2, gt=0, lt=1)
+    window_days: int | None = Field(
+        None, ge=1, description="Train on the feature rows of the last N days of event time (data.timestamp_column, "
+        "counted back from the newest), not on all history. Default: all rows."
+    )
     estimator: EstimatorSpec
     trusted_types: list[str] = Field(
         [], description="Extra types skops may load for this model (your own transformers)."
@@ -527,6 +531,13 @@ class ProjectConfig(_Strict):
         if self.performance.metric not in REGRESSION_GATE_METRICS:
             raise ValueError(f"performance.metric: '{self.performance.metric}' is a classification metric; a "
                              f"regression's live performance is judged on one of {', '.join(REGRESSION_GATE_METRICS)}")
+        return self
+
+    @model_validator(mode="after")
+    def _window_has_a_clock(self) -> ProjectConfig:
+        if self.training.window_days is not None and not self.data.timestamp_column:
+            raise ValueError("training.window_days: needs data.timestamp_column (the window counts days of event "
+                             "time); set it, or remove window_days to train on all rows")
         return self
 
     @model_validator(mode="after")

@@ -35,7 +35,7 @@ logging.getLogger("dagster.components.core.component_tree").addFilter(_ModelLoca
 CONFIG_READ: dict[str, tuple[str, ...]] = {
     "raw_batch": ("model.name", "data"),
     "validated_batches": ("model.name", "data"),
-    "training_data": ("model.name", "data", "features"),
+    "training_data": ("model.name", "data", "features", "training.window_days"),
     "trained_model": ("model.name", "model.task", "data", "features", "training"),
     "model_evaluation": ("model.name", "model.task", "data", "features", "training", "gate"),
     "champion_model": ("model", "data", "features", "training", "gate", "governance"),

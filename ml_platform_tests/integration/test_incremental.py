@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -172,3 +173,36 @@ def test_a_warehouse_table_source_is_ingested_once_per_content(platform_env, tmp
     after = run_lifecycle(config_file=config)
     assert after.success, after.errors
     assert after.assets["raw_batch"] == "materialized" and after.outputs["raw_batch"]["sha256"] != first.outputs["raw_batch"]["sha256"]
+
+
+def test_a_training_window_trains_on_the_last_days_and_changing_it_retrains(platform_env, tmp_path):
+    import pandas as pd
+
+    from ml_platform.lib.snapshots import read_snapshot
+
+    # Three days of customers in one export: event dates 2026-01-01 to 2026-01-03.
+    days = pd.concat([generate_batch(day, rows=2000, seed=7) for day in (1, 2, 3)], ignore_index=True)
+    days.to_parquet(tmp_path / "export.parquet")
+    source = {"data": {"source": {"kind": "file", "path": "export.parquet"}}}
+    config = write_config(tmp_path, {**source, "training": {"window_days": 2}})
+    windowed = run_lifecycle(config_file=config)
+    assert windowed.success, windowed.errors
+    training = windowed.outputs["training_data"]
+    trained_on = read_snapshot(Path(training["path"]), training["sha256"])
+    assert sorted(trained_on["event_date"].dt.strftime("%Y-%m-%d").unique()) == ["2026-01-02", "2026-01-03"]
+    assert len(trained_on) == 4000
+    assert training["window"] == ("the last 2 day(s) of event_date: 2026-01-02 to 2026-01-03, 2000 older row(s) "
+                                  "left out")
+    version = windowed.outputs["trained_model"]["version"]
+    assert ModelRegistry().client().get_model_version("churn", version).tags["training_window"] == training["window"]
+
+    # All history again: the window is part of training_data's code version, so Dagster shows it stale (not the
+    # ingestion or the features), and the run trains a new version on every row.
+    config = write_config(tmp_path, source)
+    stale = _stale([*UPSTREAM_OF_TRAINING])
+    assert stale == {**{k: "FRESH" for k in UPSTREAM_OF_TRAINING[:-1]}, "training_data": "STALE"}, stale
+    everything = run_lifecycle(config_file=config)
+    assert everything.success, everything.errors
+    assert everything.outputs["training_data"]["rows"] == 6000
+    assert everything.outputs["training_data"]["window"] == "all rows"
+    assert everything.outputs["trained_model"]["version"] != version

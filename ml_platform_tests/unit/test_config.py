@@ -161,3 +161,9 @@ def test_how_a_csv_is_read_is_part_of_the_source_version(tmp_path):
 def test_a_bad_date_format_names_the_column(tmp_path, column, expected):
     message = error_for(tmp_path, {"data": {"columns": {"event_date": column}}})
     assert "data.columns.event_date" in message and expected in message, message
+
+
+def test_a_training_window_needs_a_timestamp_column(tmp_path):
+    message = error_for(tmp_path, {"data": {"timestamp_column": None}, "training": {"window_days": 30}})
+    assert "training.window_days: needs data.timestamp_column" in message
+    assert "ml_platform.yaml: training.window_days:" in error_for(tmp_path, {"training": {"window_days": 0}})

@@ -35,16 +35,29 @@ def training_data(project: ProjectResource, warehouse: Warehouse) -> dg.Output[d
     if not warehouse.table_exists(table):
         raise RuntimeError(f"feature table {table} does not exist: did the dbt model {cfg.features.dbt_model} build?")
     order = quote_identifier(cfg.data.id_column) if cfg.data.id_column else "all"
+    where, window = training_window(cfg, table)
     # A fixed row order makes the snapshot bytes, and so its hash, a function of the content.
-    frame = warehouse.query(f"select * from {table} order by {order}")
+    frame = warehouse.query(f"select * from {table}{where} order by {order}")
+    left_out = 0
+    if where:
+        left_out = int(warehouse.query(f"select count(*) as n from {table}")["n"].iloc[0]) - len(frame)
+        if frame.empty:
+            raise RuntimeError(f"training.window_days: no row of {table} has a {cfg.data.timestamp_column}, so the "
+                               "window selects nothing")
+        import pandas as pd
+
+        stamps = pd.to_datetime(frame[cfg.data.timestamp_column], errors="coerce")
+        window += f": {stamps.min():%Y-%m-%d} to {stamps.max():%Y-%m-%d}, {left_out} older row(s) left out"
     snapshot = write_snapshot(frame, project.paths().snapshots / "training")
     version, models = feature_code_version(feature_project().manifest_path, cfg.features.dbt_model)
     return dg.Output(
         {"sha256": snapshot.sha256, "path": str(snapshot.path), "rows": snapshot.rows,
-         "feature_code_version": version, "feature_table": table},
+         "feature_code_version": version, "feature_table": table, "window": window},
         data_version=dg.DataVersion(snapshot.sha256),
         metadata={
             "rows": snapshot.rows,
+            "window": window,
+            "rows_left_out": left_out,
             "snapshot_sha256": snapshot.sha256,
             "snapshot_path": dg.MetadataValue.path(str(snapshot.path)),
             "feature_code_version": version,
@@ -53,6 +66,18 @@ def training_data(project: ProjectResource, warehouse: Warehouse) -> dg.Output[d
             "dagster/row_count": snapshot.rows,
         },
     )
+
+
+def training_window(cfg, table: str) -> tuple[str, str]:
+    """The SQL condition that keeps the rows of the last `training.window_days` days of event time, counted back
+    from the newest row of the table (not from today: the same rows give the same window), and its description.
+    Rows without a timestamp are outside every window. Runs unchanged on DuckDB and PostgreSQL."""
+    days = cfg.training.window_days
+    if not days:
+        return "", "all rows"
+    stamp = f"cast({quote_identifier(cfg.data.timestamp_column)} as timestamp)"
+    return (f" where {stamp} > (select max({stamp}) from {table}) - interval '{int(days)} days'",
+            f"the last {days} day(s) of {cfg.data.timestamp_column}")
 
 
 def training_key(training_data: dict, code_version: str | None) -> str:
@@ -107,6 +132,7 @@ def _train(context: dg.AssetExecutionContext, cfg, project: ProjectResource, reg
         "seed": str(cfg.training.seed),
         "holdout_fraction": str(cfg.training.holdout_fraction),
         "split_rule": f"hash({cfg.data.id_column})" if cfg.data.id_column else f"seeded shuffle ({cfg.training.seed})",
+        "training_window": training_data.get("window", "all rows"),
         "dagster_run_id": context.run.run_id,
         "python": versions["python"],
         "sklearn": versions["scikit-learn"],
