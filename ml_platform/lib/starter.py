@@ -329,6 +329,13 @@ def _yaml_key(name: str) -> str:
     return name if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) else '"' + name + '"'
 
 
+def _window_text(s: Starter) -> str:
+    if not s.timestamp_column:
+        return ""  # a window counts days of the timestamp column
+    return (f"  window_days: null                     # e.g. 90: train on the last 90 days of {s.timestamp_column} only "
+            "(null: all history)\n")
+
+
 def _config_text(s: Starter, config_path: Path, feature_model: str) -> str:
     try:
         data_path = s.data_path.resolve().relative_to(config_path.resolve().parent)
@@ -372,7 +379,7 @@ features:
 training:
   seed: 42
   holdout_fraction: 0.2                 # frozen holdout for evaluation and the gate
-  estimator:
+{_window_text(s)}  estimator:
 {_estimator_text(s)}
 
 {_gate_text(s)}

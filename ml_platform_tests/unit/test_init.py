@@ -47,6 +47,8 @@ def test_init_writes_a_valid_commented_config_and_a_dbt_model(customers, tmp_pat
     assert loaded.data.columns["spend"].max_null_fraction >= 0.1  # room above the 10% of nulls it has
     text = config.read_text()
     assert "# the column the model predicts" in text and "# seen 0 to 39" in text
+    # the training window is offered (a file with a timestamp: exports pile up daily), off until a team sets it
+    assert loaded.training.window_days is None and "window_days: null" in text and "days of signup_date" in text
 
     assert loaded.model.key_prefix  # a model of several: its asset keys under customers/
     assert "model_definitions(Path(__file__).with_name(\"ml_platform.yaml\"))" in (config.parent / "definitions.py").read_text()
