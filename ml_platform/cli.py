@@ -375,7 +375,8 @@ def _print_status(status: dict) -> None:
         for key in ("roc_auc", "f1", "log_loss", "brier", "ece", "rmse", "mae", "r2", "latency_p99_ms", "fairness_gap"):
             if key in champ["metrics"]:
                 print(f"    {key:<22} {champ['metrics'][key]:.4f}")
-        for key in ("data_snapshot_sha256", "feature_code_version", "git_commit", "seed", "config_sha256"):
+        for key in ("data_snapshot_sha256", "training_window", "feature_code_version", "git_commit", "seed",
+                    "config_sha256"):
             print(f"    {key:<22} {champ['lineage'].get(key, '-')}")
         print(f"    {'approval':<22} {champ['approval_state']} (approver {champ['approver']})")
         print(f"    {'promoted':<22} {champ['promoted_at']} by {champ['promoted_by']}")

@@ -14,9 +14,10 @@ from ml_platform.resources import ModelRegistry
 from ml_platform.resources.governance import PREVIOUS_CHAMPION
 from ml_platform.resources.registry import CHALLENGER
 
-LINEAGE_TAGS = ("data_snapshot_sha256", "data_snapshot_path", "feature_code_version", "config_sha256", "git_commit",
-                "seed", "split_rule", "training_run_id", "evaluation_report", "model_card", "gate_decision",
-                "gate_decided_at", "promoted_at", "promoted_by", "promoted_from", "promotion_reason")
+LINEAGE_TAGS = ("data_snapshot_sha256", "data_snapshot_path", "training_window", "feature_code_version",
+                "config_sha256", "git_commit", "seed", "split_rule", "training_run_id", "evaluation_report",
+                "model_card", "gate_decision", "gate_decided_at", "promoted_at", "promoted_by", "promoted_from",
+                "promotion_reason")
 
 
 def _version_record(registry: ModelRegistry, version: Any) -> dict:

@@ -195,6 +195,9 @@ def test_a_training_window_trains_on_the_last_days_and_changing_it_retrains(plat
                                   "left out")
     version = windowed.outputs["trained_model"]["version"]
     assert ModelRegistry().client().get_model_version("churn", version).tags["training_window"] == training["window"]
+    from ml_platform.status import model_status
+
+    assert model_status()["champion"]["lineage"]["training_window"] == training["window"]  # `ml-platform status`
 
     # All history again: the window is part of training_data's code version, so Dagster shows it stale (not the
     # ingestion or the features), and the run trains a new version on every row.
