@@ -191,7 +191,7 @@ def test_a_training_window_trains_on_the_last_days_and_changing_it_retrains(plat
     trained_on = read_snapshot(Path(training["path"]), training["sha256"])
     assert sorted(trained_on["event_date"].dt.strftime("%Y-%m-%d").unique()) == ["2026-01-02", "2026-01-03"]
     assert len(trained_on) == 4000
-    assert training["window"] == ("the last 2 day(s) of event_date: 2026-01-02 to 2026-01-03, 2000 older row(s) "
+    assert training["window"] == ("the last 2 day(s) of event_date: 2026-01-02 to 2026-01-03, 2000 other row(s) "
                                   "left out")
     version = windowed.outputs["trained_model"]["version"]
     assert ModelRegistry().client().get_model_version("churn", version).tags["training_window"] == training["window"]

@@ -47,7 +47,7 @@ def training_data(project: ProjectResource, warehouse: Warehouse) -> dg.Output[d
         import pandas as pd
 
         stamps = pd.to_datetime(frame[cfg.data.timestamp_column], errors="coerce")
-        window += f": {stamps.min():%Y-%m-%d} to {stamps.max():%Y-%m-%d}, {left_out} older row(s) left out"
+        window += f": {stamps.min():%Y-%m-%d} to {stamps.max():%Y-%m-%d}, {left_out} other row(s) left out"
     snapshot = write_snapshot(frame, project.paths().snapshots / "training")
     version, models = feature_code_version(feature_project().manifest_path, cfg.features.dbt_model)
     return dg.Output(
