@@ -395,7 +395,7 @@ def _print_status(status: dict) -> None:
 
             compared = "no champion" if chal["gate_compared_to"] == NO_CHAMPION else f"v{chal['gate_compared_to']}"
             print(_color(f"    the gate compared it with {compared}, and the champion has changed since: a "
-                         f"sign-off would be refused; run `ml-platform run --all` on the same data to gate it against "
+                         f"sign-off would be refused; run `ml-platform run` to gate it against "
                          f"the champion first", YELLOW))
     _print_monitoring(status.get("monitoring") or {})
 

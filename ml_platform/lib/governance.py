@@ -93,8 +93,8 @@ def check_approval(*, tags: dict[str, str], approvers: list[str], current_eviden
         now = f"v{champion_now}" if champion_now else "none"
         return ApprovalVerdict(False, f"the champion changed since the gate decided: the gate compared this version "
                                       f"with {then}, and the champion is now {now}; to have the gate compare them, "
-                                      f"run the lifecycle on the same data with `ml-platform run --all` (it reuses "
-                                      f"this version, a cache hit, and decides again), then sign off again")
+                                      f"run `ml-platform run` (the champion moved, so the gate decides again; with "
+                                      f"no new data it gates this version, not retrained), then sign off again")
     return ApprovalVerdict(True, f"approved by {approver}")
 
 

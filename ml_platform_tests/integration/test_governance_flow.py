@@ -159,13 +159,16 @@ def test_a_sign_off_given_after_the_champion_changed_is_refused_and_a_new_gate_n
     assert registry.champion_version("churn") == "1"
     assert audit("approval_refused")[-1]["version"] == "2"
 
-    # As the refusal says, `ml-platform run --all` on the same data: the training is a cache hit (v2 again), and the
-    # gate compares v2 with v1 at last. v2 turns out worse: Alice's sign-off, given before the two were compared,
-    # would have made it champion. That sign-off is gone with the old decision, and nothing is applied.
-    assert "`ml-platform run --all`" in refused["reason"]
-    again = run_lifecycle(config_file=other, batch="1", incremental=False)
+    # As the refusal says, `ml-platform run`: the sign-off moved the champion, so the gate is stale (nothing else:
+    # no new data, nothing retrained), and it compares v2 with v1 at last. v2 turns out worse: Alice's sign-off,
+    # given before the two were compared, would have made it champion. That sign-off is gone with the old decision,
+    # and nothing is applied.
+    assert "run `ml-platform run`" in refused["reason"]
+    again = run_lifecycle(config_file=other, batch="1")
     assert again.success, again.errors
-    assert again.outputs["trained_model"]["cache_hit"] is True
+    assert {k: again.assets[k] for k in ("raw_batch", "training_data", "trained_model", "model_evaluation",
+                                         "champion_model")} == {**dict.fromkeys(
+        ("raw_batch", "training_data", "trained_model", "model_evaluation"), "unchanged"), "champion_model": "materialized"}
     gate = again.outputs["champion_model"]
     assert (gate["challenger_version"], gate["decision"], gate["champion_version"]) == ("2", "rejected", "1")
     tags = registry.version("churn", "2").tags
@@ -178,10 +181,11 @@ def test_a_sign_off_given_after_the_champion_changed_is_refused_and_a_new_gate_n
 
 
 def test_a_rolled_back_version_does_not_come_back_through_the_gate(platform_env, tmp_path):
-    """On-call rolls back from v2 to v1. A later run that trains the same version again (`ml-platform run --all`
-    on the same data, a retraining with nothing new: a cache hit) must not put v2 live again. The gate would pass
-    it against v1 once more, and for a low-risk model nobody would be asked. The gate holds it instead and says
-    how a person brings it back (`ml-platform rollback --to 2`)."""
+    """On-call rolls back from v2 to v1. The next run gates the newest version again (the champion moved), and
+    with no new data that is v2; so does a run that trains the same version again (`ml-platform run --all` on the
+    same data, a retraining with nothing new: a cache hit). Neither may put v2 live again: the gate would pass it
+    against v1 once more, and for a low-risk model nobody would be asked. The gate holds it instead and says how a
+    person brings it back (`ml-platform rollback --to 2`)."""
     registry = ModelRegistry()
     weak = write_config(tmp_path, {"training": {"estimator": {"params": {"max_iter": 10, "max_leaf_nodes": 2}}}},
                         name="weak.yaml")
@@ -195,19 +199,24 @@ def test_a_rolled_back_version_does_not_come_back_through_the_gate(platform_env,
     assert rolled.returncode == 0, rolled.stderr
     assert registry.champion_version("churn") == "1"
 
-    again = run_lifecycle(config_file=config, batch="1", incremental=False)
+    again = run_lifecycle(config_file=config, batch="1")  # a plain `ml-platform run`: only the gate is stale
     assert again.success, again.errors
-    assert again.outputs["trained_model"]["cache_hit"] is True
+    assert (again.assets["trained_model"], again.assets["champion_model"]) == ("unchanged", "materialized")
     gate = again.outputs["champion_model"]
     assert (gate["challenger_version"], gate["decision"], gate["champion_version"]) == ("2", "held", "1")
+    retrained = run_lifecycle(config_file=config, batch="1", incremental=False)  # `--all`: v2 again, a cache hit
+    assert retrained.outputs["trained_model"]["cache_hit"] is True
+    assert retrained.outputs["champion_model"]["decision"] == "held" and registry.champion_version("churn") == "1"
     assert registry.champion_version("churn") == "1"
     assert "rolled back" in gate["reasons"][0] and "ml-platform rollback --to 2" in gate["reasons"][0]
     assert registry.version("churn", "2").tags["gate_decision"] == "promoted"  # the decision of its day stays
     held = audit("hold")[-1]
     assert (held["version"], held["to_version"]) == ("2", "1") and "complaints about v2" in held["reason"]
     assert model_status()["challenger"]["held"] == gate["reasons"][0]  # `ml-platform status` says it under v2
-    [alert] = Warehouse().query("select title, details from governance.alerts where kind = 'rolled_back_held'") \
-        .to_dict(orient="records")
+    # Held twice (the plain run, then `--all`): the channel hears of it once, the repeat is grouped.
+    alert, repeat = Warehouse().query("select title, details, status from governance.alerts "
+                                      "where kind = 'rolled_back_held' order by sent_at").to_dict(orient="records")
+    assert repeat["status"] == "grouped" and alert["status"] != "grouped"
     assert alert["title"] == "churn v2 was trained again and held by the promotion gate: it was rolled back"
     assert json.loads(alert["details"])["to bring it back"].startswith("ml-platform rollback --to 2")
 
@@ -215,5 +224,4 @@ def test_a_rolled_back_version_does_not_come_back_through_the_gate(platform_env,
     forward = cli("--config", str(config), "rollback", "--to", "2", "--reason", "fixed upstream", "--as", "ops@example.com")
     assert forward.returncode == 0, forward.stderr
     assert registry.champion_version("churn") == "2"
-    assert run_lifecycle(config_file=config, batch="1", incremental=False).outputs["champion_model"]["decision"] == \
-        "already champion"
+    assert run_lifecycle(config_file=config, batch="1").outputs["champion_model"]["decision"] == "already champion"

@@ -136,7 +136,7 @@ def test_status_warns_that_a_challenger_gated_against_another_champion_cannot_be
                    "champion": None, "previous_champion": None, "challenger": challenger, "versions": 2})
     shown = " ".join(capsys.readouterr().out.split())
     assert ("the gate compared it with no champion, and the champion has changed since: a sign-off would be "
-            "refused; run `ml-platform run --all` on the same data to gate it against the champion first") in shown
+            "refused; run `ml-platform run` to gate it against the champion first") in shown
 
 
 def test_output_to_a_reader_that_went_away_ends_quietly(tmp_path):

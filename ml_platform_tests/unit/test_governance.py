@@ -20,8 +20,8 @@ def test_a_sign_off_after_the_champion_changed_is_refused_and_says_to_gate_again
     refused = verdict("1", gate_compared_to=NO_CHAMPION)
     assert not refused.ok
     assert refused.reason.startswith("the champion changed since the gate decided: the gate compared this version "
-                                     "with no champion, and the champion is now v1; to have the gate compare them, run the lifecycle on the "
-                                     "same data with `ml-platform run --all`")
+                                     "with no champion, and the champion is now v1; to have the gate compare them, run "
+                                     "`ml-platform run`")
     # v5 was gated against v4; a rollback made v3 champion.
     rolled_back = verdict("3", gate_compared_to="4")
     assert not rolled_back.ok and "compared this version with the champion v4, and the champion is now v3" in \

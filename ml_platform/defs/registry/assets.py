@@ -15,6 +15,7 @@ import dagster as dg
 from ml_platform.config import ProjectConfig
 from ml_platform.defs.evaluation.assets import evaluate_on_holdout
 from ml_platform.defs.registry.cards import publish_model_card
+from ml_platform.defs.sources import observe_as_read
 from ml_platform.lib.gate import GateDecision, decide_promotion
 from ml_platform.lib.governance import (
     NO_CHAMPION,
@@ -26,7 +27,7 @@ from ml_platform.lib.governance import (
 )
 from ml_platform.lib.modeling import split_training_data
 from ml_platform.lib.snapshots import read_snapshot
-from ml_platform.resources import Governance, ModelRegistry, ProjectResource
+from ml_platform.resources import Governance, ModelRegistry, ProjectResource, Warehouse
 from ml_platform.resources.alerts import Alerts, dagster_run_url
 from ml_platform.resources.registry import CHALLENGER
 
@@ -34,14 +35,25 @@ from ml_platform.resources.registry import CHALLENGER
 @dg.asset(
     group_name="registry",
     kinds={"mlflow"},
+    deps=["champion_alias"],
     description="The live model: the MLflow alias `champion`. A new version takes it only if it beats the "
     "current champion on the same holdout by the configured margin and breaks no guardrail "
     "(the first model must beat a trivial baseline and the floor); from risk tier medium up it also "
-    "needs a sign-off in the MLflow UI. Every decision is recorded on the version and in the audit log.",
+    "needs a sign-off in the MLflow UI. Every decision is recorded on the version and in the audit log. "
+    "Stale when the champion moved since (a sign-off, a rollback): the next run gates the newest version again, "
+    "against the champion of the day.",
 )
 def champion_model(context: dg.AssetExecutionContext, project: ProjectResource, registry: ModelRegistry,
-                   governance: Governance, alerts: Alerts, model_evaluation: dict) -> dict:
-    cfg = project.config()
+                   governance: Governance, alerts: Alerts, warehouse: Warehouse, model_evaluation: dict) -> dict:
+    result = _gate(context, project.config(), registry, governance, alerts, model_evaluation)
+    # The decision is about the champion as it is now, after this gate's own promotion: recorded as what the step
+    # read, so that only a later move of the alias (a sign-off, a rollback) makes the gate stale.
+    observe_as_read(context, project, warehouse, "champion_alias")
+    return result
+
+
+def _gate(context: dg.AssetExecutionContext, cfg: ProjectConfig, registry: ModelRegistry, governance: Governance,
+          alerts: Alerts, model_evaluation: dict) -> dict:
     name, challenger = cfg.model.name, model_evaluation["version"]
     current = registry.champion_version(name)
     champion_metrics = None
