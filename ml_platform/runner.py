@@ -309,7 +309,9 @@ def plan_incremental_run(instance: Any, definitions: Any, job: Any) -> set:
     view = AssetGraphView(temporal_context=TemporalContext(effective_dt=get_current_datetime(), last_event_id=None),
                           instance=instance, asset_graph=graph)
     resolver = CachingStaleStatusResolver(instance, graph, view)
-    in_job = {k for k in job.asset_layer.asset_graph.get_all_asset_keys() if graph.get(k).is_materializable}
+    # What the job materializes: its asset graph also holds the parents of its assets (the gate, for the daily
+    # job's scoring), which it only reads. Planning those too made a `daily` run re-run a stale gate.
+    in_job = {k for k in job.asset_layer.executable_asset_keys if graph.get(k).is_materializable}
     chosen: set = set()
     for key in graph.toposorted_asset_keys:
         if key not in in_job:

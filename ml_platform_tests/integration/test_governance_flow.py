@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from ml_platform.resources import Governance, ModelRegistry, Warehouse
-from ml_platform.runner import process_approvals, run_lifecycle
+from ml_platform.runner import DAILY_JOB, process_approvals, run_lifecycle
 from ml_platform.settings import PROJECT_ROOT
 from ml_platform.status import model_status
 from ml_platform_tests.conftest import write_config
@@ -199,6 +199,10 @@ def test_a_rolled_back_version_does_not_come_back_through_the_gate(platform_env,
     assert rolled.returncode == 0, rolled.stderr
     assert registry.champion_version("churn") == "1"
 
+    # The daily job (scoring and monitoring with the champion as it is) reads the gate but never runs it.
+    daily = run_lifecycle(config_file=config, batch="1", job_name=DAILY_JOB)
+    assert daily.success and "champion_model" not in daily.assets, daily.assets
+    assert audit("hold") == [] and registry.champion_version("churn") == "1"
     again = run_lifecycle(config_file=config, batch="1")  # a plain `ml-platform run`: only the gate is stale
     assert again.success, again.errors
     assert (again.assets["trained_model"], again.assets["champion_model"]) == ("unchanged", "materialized")
