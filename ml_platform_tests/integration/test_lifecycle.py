@@ -29,10 +29,15 @@ def profile(request, platform_env):
 
 
 def test_full_lifecycle_from_raw_batches_to_a_gated_champion(profile, platform_env, tmp_path):
-    config = write_config(tmp_path, {"data": {"source": {"demo": {"data_drift_from_batch": 2}}}})
+    # A training window wider than the data (the demo's days): the same rows as without one, but the window's SQL
+    # runs on each warehouse (DuckDB, PostgreSQL).
+    config = write_config(tmp_path, {"data": {"source": {"demo": {"data_drift_from_batch": 2}}},
+                                     "training": {"window_days": 365}})
 
     first = run_lifecycle(config_file=config)
     assert first.success, first.errors
+    assert first.outputs["training_data"]["window"] == \
+        "the last 365 day(s) of event_date: 2026-01-01 to 2026-01-01, 0 other row(s) left out"
     skipped = {k for k, v in first.assets.items() if v != "materialized"}
     assert skipped == {"traffic_drift_report"}, first.assets  # nothing served online yet: no traffic to compare
     assert len(first.assets) == 16
