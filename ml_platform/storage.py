@@ -83,8 +83,7 @@ def foreign_instance_warning(instance_root: str | Path | None, paths: settings.P
             "run` does not know what this run materialized, and a temporary instance (`dg dev`, `dagster dev` or "
             "`dg launch` without DAGSTER_HOME) is deleted with all of it. Start the UI with `make ui` "
             f"(`ml-platform ui`), or set DAGSTER_HOME={expected} first (an `ml-platform` command writes its "
-            "dagster.yaml there), or put that line in a `.env` file in the folder you start `dg` from: Dagster reads "
-            "it before it chooses the instance")
+            "dagster.yaml there)")
 
 
 def dbt_environment() -> dict[str, str]:

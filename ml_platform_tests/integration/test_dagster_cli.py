@@ -14,10 +14,13 @@ DG = Path(sys.executable).parent / "dg"
 WARNING = "not the platform's"
 
 
-def dg_launch(home: Path, *, cwd: Path = PROJECT_ROOT) -> subprocess.CompletedProcess:
-    """`dg launch` of the project, started in `cwd` (Dagster reads a `.env` file there), with no DAGSTER_HOME."""
+def dg_launch(home: Path, *, cwd: Path, dagster_home: Path | None) -> subprocess.CompletedProcess:
+    """`dg launch` of the project, started in `cwd`: not the project's own folder, where dg would leave its
+    temporary instance, and where a developer's `.env` (which Dagster's commands read) could set DAGSTER_HOME."""
     env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
     env.update({"ML_PLATFORM_HOME": str(home), "VIRTUAL_ENV": str(DG.parent.parent)})
+    if dagster_home:
+        env["DAGSTER_HOME"] = str(dagster_home)
     result = subprocess.run([str(DG), "launch", "--assets", "raw_batch", "--target-path", str(PROJECT_ROOT)],
                             capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -28,21 +31,18 @@ def test_a_run_on_another_dagster_instance_than_the_platforms_says_so(tmp_path):
     home = tmp_path / "home"
     # Without DAGSTER_HOME, dg (like `dagster dev`) runs on a temporary instance of its own: the asset is
     # materialized into the platform's home, but its history is not the platform's, and the run's log says so.
-    alone = dg_launch(home)
+    started_in = tmp_path / "shell"
+    started_in.mkdir()
+    alone = dg_launch(home, cwd=started_in, dagster_home=None)
     output = alone.stdout + alone.stderr
     assert WARNING in output and f"DAGSTER_HOME={home / 'dagster'}" in output, output[-3000:]
     assert list((home / "snapshots" / "raw").glob("*.parquet"))
 
-    # With DAGSTER_HOME pointed at the platform's instance (written by any ml-platform command) in a `.env` file
-    # where dg starts, as the README says, the run is part of the platform's history: no warning, and the
-    # materialization is in the instance `ml-platform run` reads. (The `.env` is in a folder of the test's own, so
-    # dg is given the project with --target-path.)
+    # With DAGSTER_HOME pointed at the platform's instance (written by any ml-platform command), the run is part
+    # of the platform's history: no warning, and the materialization is in the instance `ml-platform run` reads.
     subprocess.run([str(DG.parent / "ml-platform"), "--home", str(home), "status"], check=True, capture_output=True,
                    cwd=PROJECT_ROOT, timeout=120)
-    started_in = tmp_path / "shell"
-    started_in.mkdir()
-    (started_in / ".env").write_text(f"DAGSTER_HOME={home / 'dagster'}\n")
-    shared = dg_launch(home, cwd=started_in)
+    shared = dg_launch(home, cwd=started_in, dagster_home=home / "dagster")
     assert WARNING not in shared.stdout + shared.stderr
     with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
         assert instance.get_latest_materialization_event(dg.AssetKey("raw_batch")) is not None
