@@ -29,8 +29,36 @@ def commands(*, host: str, dagster_port: int, mlflow_port: int) -> dict[str, lis
     return procs
 
 
+def env_file_overrides(folder: Path, env: dict[str, str]) -> list[str]:
+    """The settings of the platform that `folder`/.env would change for the Dagster UI, as `NAME=value`.
+
+    Dagster's commands (`dagster dev` among them) read a `.env` file in the folder they start in and apply it over
+    the environment they were given: a DAGSTER_HOME there (a common way to pin a Dagster instance) would put the
+    Dagster UI on another instance than the one the platform's runs use, and an ML_PLATFORM_* setting would give
+    the UI's code another home or profile than the MLflow UI beside it."""
+    path = folder / ".env"
+    if not path.is_file():
+        return []
+    from dotenv import dotenv_values  # python-dotenv, what Dagster reads the file with
+
+    def same(name: str, value: str) -> bool:
+        if name not in env:
+            return False
+        return Path(value).resolve() == Path(env[name]).resolve() if name.endswith("_HOME") else value == env[name]
+
+    return [f"{name}={settings.redacted(value)}" for name, value in dotenv_values(path).items()
+            if value is not None and (name == "DAGSTER_HOME" or name.startswith("ML_PLATFORM_")) and not same(name, value)]
+
+
 def run(*, host: str = "127.0.0.1", dagster_port: int = 3000, mlflow_port: int = 5000, as_json: bool = False) -> int:
     """Start both, print where they are, and stop both on Ctrl-C or SIGTERM (or when either exits)."""
+    environment = _environment(host, dagster_port, mlflow_port)
+    if overrides := env_file_overrides(settings.PROJECT_ROOT, environment):
+        raise ValueError(
+            f"{settings.PROJECT_ROOT / '.env'} sets {', '.join(overrides)}. Dagster's commands apply that file over "
+            f"the platform's settings, so the Dagster UI would not show the platform's instance "
+            f"({environment.get('DAGSTER_HOME')}, home {environment.get('ML_PLATFORM_HOME')}). Remove those lines, or start "
+            "ml-platform with the same settings")
     if threading.current_thread() is threading.main_thread():
         # What a process manager (systemd, docker stop, a test) sends: stop both UIs as Ctrl-C does, instead of
         # dying at once and leaving them running in their own sessions.
@@ -40,8 +68,7 @@ def run(*, host: str = "127.0.0.1", dagster_port: int = 3000, mlflow_port: int =
         # too, and every stop waited 30 s for the SIGKILL below. A handled signal is reset to the default in a
         # child, so the UIs start with SIGINT (and so SIGTERM) working.
         signal.signal(signal.SIGINT, signal.default_int_handler)
-    procs = {name: subprocess.Popen(argv, cwd=settings.PROJECT_ROOT, env=_environment(host, dagster_port, mlflow_port),
-                                    start_new_session=True)
+    procs = {name: subprocess.Popen(argv, cwd=settings.PROJECT_ROOT, env=environment, start_new_session=True)
              for name, argv in commands(host=host, dagster_port=dagster_port, mlflow_port=mlflow_port).items()}
     tracking = settings.platform_paths().tracking_uri
     mlflow_url = f"http://{host}:{mlflow_port}" if "mlflow" in procs else tracking
@@ -106,6 +133,8 @@ def _environment(host: str, dagster_port: int, mlflow_port: int) -> dict[str, st
     # jobs, which the platform does not use; their jobs start in sessions of their own, which stopping the server's
     # process group does not reach.
     env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+    # `dagster dev` would print a SupersessionWarning ("use dg dev") on every start: it is what `ml-platform ui` runs.
+    env["PYTHONWARNINGS"] = ",".join(filter(None, [env.get("PYTHONWARNINGS"), "ignore:Function `dev_command`"]))
     tracking = settings.platform_paths().tracking_uri
     if not tracking.startswith(("http://", "https://")):
         env["MLFLOW_BACKEND_STORE_URI"] = tracking  # the tracking server's store (commands() says why not argv)

@@ -40,3 +40,28 @@ def test_a_second_signal_during_the_shutdown_still_leaves_nothing_running(platfo
     while alive(started) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not alive(started), f"left running: {sorted(alive(started))}\n{log.read_text()}"
+
+
+def test_a_dotenv_that_would_put_the_dagster_ui_on_another_instance_is_refused(platform_env, tmp_path, monkeypatch,
+                                                                              capsys):
+    # `dagster dev` applies the .env of the folder it starts in (the project root) over the environment it is given:
+    # a DAGSTER_HOME there would show another instance than the platform's, with no word of it.
+    from ml_platform import cli, settings, ui
+
+    project = tmp_path / "project"
+    project.mkdir()
+    env = {"DAGSTER_HOME": str(platform_env / "dagster"), "ML_PLATFORM_HOME": str(platform_env)}
+    assert ui.env_file_overrides(project, env) == []  # no .env
+    (project / ".env").write_text(f"DAGSTER_HOME={platform_env}/../home/dagster/\nSLACK_TOKEN=x\n")
+    assert ui.env_file_overrides(project, env) == []  # the same instance, spelt otherwise; other names are the team's
+    (project / ".env").write_text("DAGSTER_HOME=/srv/dagster\nML_PLATFORM_DATABASE_URL=postgresql://ml:secret@db/ml\n")
+    assert ui.env_file_overrides(project, env) == ["DAGSTER_HOME=/srv/dagster",
+                                                   "ML_PLATFORM_DATABASE_URL=postgresql://ml:***@db/ml"]
+
+    monkeypatch.setattr(settings, "PROJECT_ROOT", project)  # where `ml-platform ui` starts `dagster dev`
+    code = cli.main(["--config", str(write_config(tmp_path)), "ui", "--dagster-port", "1", "--mlflow-port", "1"])
+    error = capsys.readouterr().err
+    assert code == 2
+    assert f"{project / '.env'} sets DAGSTER_HOME=/srv/dagster, ML_PLATFORM_DATABASE_URL=" in error
+    assert f"platform's instance ({platform_env / 'dagster'}" in error
+    assert "secret" not in error
