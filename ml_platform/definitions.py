@@ -53,6 +53,7 @@ CONFIG_READ: dict[str, tuple[str, ...]] = {
 @dg.definitions
 def defs() -> dg.Definitions:
     # Structural validation only (no estimator import): loading the definitions must stay cheap.
+    settings.check_environment()  # a code location started by Dagster (dg dev, a deployment) skips the CLI's check
     config = load_config(settings.config_path(), check_imports=False)
     _stages_for(config)
     loaded = dg.load_from_defs_folder(path_within_project=Path(__file__).parent)

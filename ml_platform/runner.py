@@ -63,6 +63,7 @@ def use_environment(*, config_file: str | Path | None = None, home: str | Path |
                     check_imports: bool = True) -> ProjectConfig:
     """Point this process at a config and a home, validate the config, and prepare the home.
     `check_imports=False` skips importing the estimator (and so sklearn): for commands that only read."""
+    settings.check_environment()
     if home is not None:
         os.environ["ML_PLATFORM_HOME"] = str(Path(home).resolve())
     if config_file is not None:

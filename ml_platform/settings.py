@@ -38,6 +38,40 @@ LIVE_PERFORMANCE_TABLE = "monitoring.live_performance"  # the live metric per da
 COST_TABLE = "monitoring.cost_metrics"  # cost drift: one row per day and metric
 
 
+# Every ML_PLATFORM_* environment variable the platform reads (docs/configuration.md); set by the platform itself:
+# ML_PLATFORM_DBT_TARGET and ML_PLATFORM_PG_* (for dbt), ML_PLATFORM_DAGSTER_DATABASE_URL (for dagster.yaml),
+# ML_PLATFORM_WARM_DBT (for dagster-dbt); ML_PLATFORM_TEST_POSTGRES is the test suite's.
+ENVIRONMENT_VARIABLES = frozenset({
+    "ML_PLATFORM_HOME", "ML_PLATFORM_CONFIG", "ML_PLATFORM_DATABASE_URL", "ML_PLATFORM_MLFLOW_TRACKING_URI",
+    "ML_PLATFORM_ARTIFACT_ROOT", "ML_PLATFORM_EXECUTOR", "ML_PLATFORM_CELERY_BROKER", "ML_PLATFORM_CELERY_QUEUE",
+    "ML_PLATFORM_CELERY_RESULT_BACKEND", "ML_PLATFORM_DBT", "ML_PLATFORM_DBT_PROJECT_DIR", "ML_PLATFORM_MLFLOW_UI_URL",
+    "ML_PLATFORM_DAGSTER_UI_URL", "ML_PLATFORM_SERVING_TOKEN", "ML_PLATFORM_ALERT_WEBHOOK_URL", "ML_PLATFORM_ACTOR",
+    "ML_PLATFORM_NO_PROGRESS",
+    "ML_PLATFORM_DBT_TARGET", "ML_PLATFORM_PG_HOST", "ML_PLATFORM_PG_PORT", "ML_PLATFORM_PG_USER",
+    "ML_PLATFORM_PG_PASSWORD", "ML_PLATFORM_PG_DBNAME", "ML_PLATFORM_DAGSTER_DATABASE_URL", "ML_PLATFORM_WARM_DBT",
+    "ML_PLATFORM_TEST_POSTGRES",
+})
+
+
+def check_environment(environ: dict[str, str] | None = None) -> None:
+    """Refuse an ML_PLATFORM_* variable the platform does not read: a misspelt setting is otherwise ignored without a
+    word, and the misspelt ML_PLATFORM_DATABASE_URL of a deployment runs it on the embedded SQLite stores instead."""
+    import difflib
+
+    environ = os.environ if environ is None else environ
+    unknown = sorted(name for name in environ if name.startswith("ML_PLATFORM_") and name not in ENVIRONMENT_VARIABLES)
+    if unknown:
+        prefix = len("ML_PLATFORM_")  # compared without it: every name shares it
+
+        def hint(name: str) -> str:
+            close = difflib.get_close_matches(name[prefix:], sorted(n[prefix:] for n in ENVIRONMENT_VARIABLES), n=1,
+                                              cutoff=0.75)
+            return f"{name} (did you mean ML_PLATFORM_{close[0]}?)" if close else name
+        raise ValueError(f"unknown environment variable{'s' if len(unknown) > 1 else ''} "
+                         f"{', '.join(hint(n) for n in unknown)}: the platform reads no such setting. Settings: "
+                         "docs/configuration.md")
+
+
 def platform_home() -> Path:
     return Path(os.environ.get("ML_PLATFORM_HOME") or PROJECT_ROOT / ".ml_platform").resolve()
 

@@ -167,3 +167,28 @@ def test_a_training_window_needs_a_timestamp_column(tmp_path):
     message = error_for(tmp_path, {"data": {"timestamp_column": None}, "training": {"window_days": 30}})
     assert "training.window_days: needs data.timestamp_column" in message
     assert "ml_platform.yaml: training.window_days:" in error_for(tmp_path, {"training": {"window_days": 0}})
+
+
+def test_a_misspelt_environment_setting_is_refused_with_the_name_it_resembles(tmp_path, monkeypatch, capsys):
+    # A deployment's misspelt ML_PLATFORM_DATABASE_URL used to run the platform on the embedded SQLite stores.
+    import re
+
+    from ml_platform import cli, settings
+
+    monkeypatch.setenv("ML_PLATFORM_DATABASE_URI", "postgresql://ml:secret@db/ml")
+    code = cli.main(["--config", str(write_config(tmp_path)), "--home", str(tmp_path / "home"), "status"])
+    error = capsys.readouterr().err
+    assert code == 2
+    assert "unknown environment variable ML_PLATFORM_DATABASE_URI (did you mean ML_PLATFORM_DATABASE_URL?)" in error
+    assert "secret" not in error and not (tmp_path / "home").exists()  # refused before anything was made
+    monkeypatch.setenv("ML_PLATFORM_FOO", "1")
+    with pytest.raises(ValueError, match=r"variables ML_PLATFORM_DATABASE_URI \(did you mean .*\), ML_PLATFORM_FOO: the"):
+        settings.check_environment()
+
+    # Every name the platform's code or docs mention is a known one (a new setting must be added to the list).
+    mentioned = set()
+    for path in [*(settings.PROJECT_ROOT / "ml_platform").rglob("*.py"), *(settings.PROJECT_ROOT / "docs").rglob("*.md"),
+                 settings.PROJECT_ROOT / "README.md", settings.PROJECT_ROOT / "dbt_project" / "profiles.yml"]:
+        # (?!_\*): not a family such as ML_PLATFORM_PG_*
+        mentioned |= set(re.findall(r"ML_PLATFORM_[A-Z][A-Z0-9_]*[A-Z0-9](?!_\*)", path.read_text()))
+    assert mentioned - settings.ENVIRONMENT_VARIABLES == set()
