@@ -39,6 +39,7 @@ import textwrap
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from ml_platform import settings
 from ml_platform.config import ConfigError
 from ml_platform.storage import StorageError
 
@@ -162,6 +163,11 @@ def _stdout_reader_gone() -> bool:
 
 def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
+    try:
+        settings.check_environment()  # every command: lineage and init too, which skip use_environment
+    except ValueError as exc:
+        print(_color("error: ", RED) + str(exc), file=sys.stderr)
+        return 2
     if args.command == "lineage":
         return _lineage(args)  # the fast path: no Dagster, MLflow or sklearn import
     if args.command == "init":
