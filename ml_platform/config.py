@@ -5,7 +5,7 @@ the field and what is wrong, e.g.
 `ml_platform.yaml: training.estimator.class: 'sklearn.ensemble.RandomForest' is not importable
 (did you mean RandomForestClassifier?)`.
 
-Only the standard library, pydantic and yaml are imported here: the config is read by the CLI and
+Only the standard library, pydantic and yaml (lib/yaml_files.py) are imported here: the config is read by the CLI and
 by runs, and must stay cheap.
 """
 
@@ -30,6 +30,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from ml_platform.lib.yaml_files import DuplicateKeyError, load_yaml
 
 ColumnType = Literal["integer", "number", "category", "boolean", "string", "date", "datetime"]
 Task = Literal["classification", "regression"]
@@ -598,11 +600,13 @@ def load_config(path: str | Path, *, check_imports: bool = True) -> ProjectConfi
     path = Path(path)
     name = str(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = load_yaml(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{name}: config file not found (set --config or ML_PLATFORM_CONFIG)") from None
     except OSError as exc:
         raise ConfigError(f"{name}: cannot read config file: {exc.strerror}") from None
+    except DuplicateKeyError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{name}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):

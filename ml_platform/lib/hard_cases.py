@@ -40,6 +40,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ml_platform.lib.model_checks import CheckInputError, Outcome, did_you_mean
+from ml_platform.lib.yaml_files import load_yaml
 
 
 class HardCasesError(CheckInputError):
@@ -143,7 +144,7 @@ def load_hard_cases(path: Path, inputs: dict[str, str], contract: dict[str, Any]
     entry and field."""
     where = str(path)
     try:
-        raw = yaml.safe_load(Path(path).read_text())
+        raw = load_yaml(Path(path).read_text())
     except FileNotFoundError:
         raise HardCasesError(f"{where}: known-hard cases file not found (checks.known_hard_cases)") from None
     except (OSError, yaml.YAMLError) as exc:

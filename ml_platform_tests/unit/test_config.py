@@ -192,3 +192,15 @@ def test_a_misspelt_environment_setting_is_refused_with_the_name_it_resembles(tm
         # (?!_\*): not a family such as ML_PLATFORM_PG_*
         mentioned |= set(re.findall(r"ML_PLATFORM_[A-Z][A-Z0-9_]*[A-Z0-9](?!_\*)", path.read_text()))
     assert mentioned - settings.ENVIRONMENT_VARIABLES == {"ML_PLATFORM_DATABASE_URI"}  # the docs' misspelt example
+
+
+def test_a_key_given_twice_is_refused_with_both_lines(tmp_path):
+    # YAML keeps the last of two equal keys without a word: the first min_improvement here would not count.
+    text = write_config(tmp_path).read_text().replace("gate:\n", "gate:\n  min_improvement: 0.5\n", 1)
+    (tmp_path / "ml_platform.yaml").write_text(text)
+    line = text.splitlines().index("  min_improvement: 0.5") + 1
+    second = next(i for i, row in enumerate(text.splitlines(), 1) if i > line and row.startswith("  min_improvement:"))
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "ml_platform.yaml")
+    assert str(caught.value) == (f"{tmp_path / 'ml_platform.yaml'}: 'min_improvement' is set twice in one section "
+                                 f"(lines {line} and {second}); YAML would keep only the last: remove one")

@@ -138,6 +138,10 @@ def test_a_missing_or_unreadable_file(tmp_path):
     (tmp_path / "bad.yaml").write_text("cases: [unclosed")
     with pytest.raises(HardCasesError, match="not readable YAML"):
         load_hard_cases(tmp_path / "bad.yaml", INPUTS, CONTRACT)
+    # A key given twice in a case: YAML would keep the second tenure without a word.
+    (tmp_path / "twice.yaml").write_text("cases:\n  - name: new\n    row:\n      tenure: 1\n      tenure: 60\n")
+    with pytest.raises(HardCasesError, match=r"'tenure' is set twice in one section \(lines 4 and 5\)"):
+        load_hard_cases(tmp_path / "twice.yaml", INPUTS, CONTRACT)
 
 
 def test_the_demo_file_matches_the_demo_features():
