@@ -68,8 +68,8 @@ def check_environment(environ: dict[str, str] | None = None) -> None:
                                               cutoff=0.75)
             return f"{name} (did you mean ML_PLATFORM_{close[0]}?)" if close else name
         raise ValueError(f"unknown environment variable{'s' if len(unknown) > 1 else ''} "
-                         f"{', '.join(hint(n) for n in unknown)}: the platform reads no such setting. Settings: "
-                         "docs/configuration.md")
+                         f"{', '.join(hint(n) for n in unknown)}: the platform reads no such setting (names that start with "
+                         "ML_PLATFORM_ are its own; its settings: docs/configuration.md)")
 
 
 def platform_home() -> Path:
