@@ -29,13 +29,18 @@ def commands(*, host: str, dagster_port: int, mlflow_port: int) -> dict[str, lis
     return procs
 
 
+# The settings that say where the platform's state is (settings.py): a different value means other stores.
+STATE_SETTINGS = ("DAGSTER_HOME", "ML_PLATFORM_HOME", "ML_PLATFORM_CONFIG", "ML_PLATFORM_DATABASE_URL",
+                  "ML_PLATFORM_DAGSTER_DATABASE_URL", "ML_PLATFORM_MLFLOW_TRACKING_URI", "ML_PLATFORM_ARTIFACT_ROOT")
+
+
 def env_file_overrides(folder: Path, env: dict[str, str]) -> list[str]:
-    """The settings of the platform that `folder`/.env would change for the Dagster UI, as `NAME=value`.
+    """The STATE_SETTINGS that `folder`/.env would change for the Dagster UI, as `NAME=value`.
 
     Dagster's commands (`dagster dev` among them) read a `.env` file in the folder they start in and apply it over
     the environment they were given: a DAGSTER_HOME there (a common way to pin a Dagster instance) would put the
-    Dagster UI on another instance than the one the platform's runs use, and an ML_PLATFORM_* setting would give
-    the UI's code another home or profile than the MLflow UI beside it."""
+    Dagster UI on another instance than the one the platform's runs use, and ML_PLATFORM_HOME or a database URL
+    would give the UI's code other stores than the MLflow UI beside it. Other variables are the team's affair."""
     path = folder / ".env"
     if not path.is_file():
         return []
@@ -47,7 +52,7 @@ def env_file_overrides(folder: Path, env: dict[str, str]) -> list[str]:
         return Path(value).resolve() == Path(env[name]).resolve() if name.endswith("_HOME") else value == env[name]
 
     return [f"{name}={settings.redacted(value)}" for name, value in dotenv_values(path).items()
-            if value is not None and (name == "DAGSTER_HOME" or name.startswith("ML_PLATFORM_")) and not same(name, value)]
+            if value is not None and name in STATE_SETTINGS and not same(name, value)]
 
 
 def run(*, host: str = "127.0.0.1", dagster_port: int = 3000, mlflow_port: int = 5000, as_json: bool = False) -> int:

@@ -52,7 +52,8 @@ def test_a_dotenv_that_would_put_the_dagster_ui_on_another_instance_is_refused(p
     project.mkdir()
     env = {"DAGSTER_HOME": str(platform_env / "dagster"), "ML_PLATFORM_HOME": str(platform_env)}
     assert ui.env_file_overrides(project, env) == []  # no .env
-    (project / ".env").write_text(f"DAGSTER_HOME={platform_env}/../home/dagster/\nSLACK_TOKEN=x\n")
+    (project / ".env").write_text(f"DAGSTER_HOME={platform_env}/../home/dagster/\nSLACK_TOKEN=x\n"
+                                  "ML_PLATFORM_MLFLOW_UI_URL=https://mlflow.example.com\n")
     assert ui.env_file_overrides(project, env) == []  # the same instance, spelt otherwise; other names are the team's
     (project / ".env").write_text("DAGSTER_HOME=/srv/dagster\nML_PLATFORM_DATABASE_URL=postgresql://ml:secret@db/ml\n")
     assert ui.env_file_overrides(project, env) == ["DAGSTER_HOME=/srv/dagster",
