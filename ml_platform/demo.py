@@ -161,6 +161,8 @@ def _print_summary(runs: list[dict], retraining: dict | None, status: dict, hist
     for h in history:
         print(f"  {h['seq']:>3} {h['action']:<18} v{h['version'] or '-':<3} champion {h['from_version'] or '-'} → "
               f"{h['to_version'] or '-'} by {h['actor']}")
-    print(f"state: {paths.home}")
+    url = settings.database_url()
+    print(f"state: {paths.home}" + (f"; stores on PostgreSQL: {settings.redacted(url)} (warehouse), its _dagster and "
+                                     "_mlflow databases" if url else ""))
     print("next: `make ui` — Dagster at http://127.0.0.1:3000 (assets, checks, runs), "
           "MLflow at http://127.0.0.1:5000 (versions, aliases, model cards, sign-off tags)")
