@@ -491,12 +491,33 @@ def _approve(args, config) -> int:
     # Exactly what a reviewer does in the MLflow UI; then the approval sensor's tick, run here.
     registry.tag_version(config.model.name, args.version, {"approval": "approved", "approver": args.actor})
     outcomes = [o for o in process_approvals() if o["version"] == str(args.version)]
-    outcome = outcomes[0] if outcomes else {"version": args.version, "promoted": False,
-                                            "reason": "no new sign-off to apply (already applied?)"}
+    outcome = outcomes[0] if outcomes else _applied_before(registry, config.model.name, str(args.version), args.actor)
     _emit(args, outcome, lambda o: print(
         (_color("promoted: ", GREEN) + f"version {o['version']} is champion ({o['reason']})") if o["promoted"]
         else (_color("refused: ", RED) + f"version {o['version']}: {o['reason']}")))
     return 0 if outcome["promoted"] else 1
+
+
+def _applied_before(registry: Any, name: str, version: str, actor: str) -> dict:
+    """The outcome of this sign-off when a run already applied it: the daemon's approval sensor under `make ui`
+    (which may have seen the tags first), or an earlier `approve`. Read from the version once that run ended."""
+    from ml_platform.runner import finished_sign_off_run
+
+    run_id = finished_sign_off_run(name, version)
+    tags = registry.version(name, version).tags
+    by = f"by the approval sensor's run {run_id[:8]}" if run_id else "before"
+    champion = registry.champion_version(name)
+    if tags.get("approval_state") == "approved":
+        signed = f"signed off by {tags.get('approved_by')} at {tags.get('approved_at')}, applied {by}"
+        if champion == version:
+            return {"version": version, "promoted": True, "reason": signed, "run_id": run_id}
+        return {"version": version, "promoted": False, "run_id": run_id,
+                "reason": f"{signed}; the champion is now v{champion}: `ml-platform rollback --to {version}` makes "
+                          "it champion again"}
+    if tags.get("approval_state") == "refused" and tags.get("approver") == actor:
+        return {"version": version, "promoted": False, "run_id": run_id,
+                "reason": f"{tags.get('approval_refused_reason')} (refused {by})"}
+    return {"version": version, "promoted": False, "reason": "no new sign-off to apply", "run_id": run_id}
 
 
 def _rollback(args, config) -> int:

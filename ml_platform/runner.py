@@ -12,6 +12,7 @@ import os
 import re
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -498,6 +499,24 @@ def tick_sensor(sensor_name: str, progress: Callable[[RunProgress], None] | None
                           **launcher_tags(), **({PROGRESS_TAG: token} if progress else {})},
                 ))
     return results
+
+
+def finished_sign_off_run(model: str, version: str, timeout: float = 300) -> str | None:
+    """The newest run of the approval job for `version`, once it has finished (its id; None if there is none).
+    `ml-platform approve` skips a sign-off whose run the Dagster daemon's approval sensor started first (under
+    `make ui`, within its 30 s): it waits for that run instead, and reports what it did."""
+    import dagster as dg
+
+    with dagster_instance() as instance:
+        runs = instance.get_runs(filters=dg.RunsFilter(
+            job_name="approval_job", tags={"ml_platform/model": model, "ml_platform/version": str(version)}), limit=1)
+        if not runs:
+            return None
+        run, deadline = runs[0], time.monotonic() + timeout
+        while not run.is_finished and time.monotonic() < deadline:
+            time.sleep(0.5)
+            run = instance.get_run_by_id(run.run_id)
+        return run.run_id
 
 
 def process_approvals() -> list[dict]:

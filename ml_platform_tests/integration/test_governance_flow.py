@@ -31,12 +31,21 @@ def cli(*args: str) -> subprocess.CompletedProcess:
                           cwd=PROJECT_ROOT, timeout=180, env={**os.environ, "NO_COLOR": "1"})
 
 
+def approve_cli(capsys: pytest.CaptureFixture, config, version: str, approver: str) -> int:
+    """`ml-platform approve`, in this process (what it prints is in capsys)."""
+    from ml_platform import cli as ml_platform_cli
+
+    capsys.readouterr()
+    return ml_platform_cli.main(["--config", str(config), "approve", "--version", version, "--as", approver])
+
+
 def audit(action: str) -> list[dict]:
     return [r for r in Governance(registry=ModelRegistry(), warehouse=Warehouse()).history("churn")
             if r["action"] == action]
 
 
-def test_sign_off_promotes_only_allowed_unchanged_gated_versions_and_rollback_is_one_command(platform_env, tmp_path):
+def test_sign_off_promotes_only_allowed_unchanged_gated_versions_and_rollback_is_one_command(platform_env, tmp_path,
+                                                                                             capsys):
     config = write_config(tmp_path, MEDIUM)
     registry = ModelRegistry()
 
@@ -55,6 +64,11 @@ def test_sign_off_promotes_only_allowed_unchanged_gated_versions_and_rollback_is
     assert registry.champion_version("churn") is None
     assert registry.version("churn", "1").tags["approval_state"] == "refused"
     assert audit("approval_refused")[-1]["actor"] == "mallory@example.com"
+    # The same sign-off again from the command line: the run that applied it (here the tick above; under `make ui`
+    # often the Dagster daemon's sensor, which saw the tags first) is reported, not "no new sign-off".
+    assert approve_cli(capsys, config, "1", "mallory@example.com") == 1
+    shown = capsys.readouterr().out
+    assert "is not on the allowlist" in shown and "(refused by the approval sensor's run " in shown
     alerts = Warehouse().query("select * from governance.alerts where kind = 'approval_refused'")
     assert len(alerts) == 1 and "mallory@example.com" in alerts["title"][0]
 
@@ -76,6 +90,10 @@ def test_sign_off_promotes_only_allowed_unchanged_gated_versions_and_rollback_is
     assert registry.alias_version("churn", "challenger") is None
     assert audit("promote_approved")[-1]["actor"] == "bob@example.com"
     assert process_approvals() == [], "a sign-off is applied once"
+    assert approve_cli(capsys, config, "1", "bob@example.com") == 0  # was "refused: ... no new sign-off", exit 1
+    shown = capsys.readouterr().out
+    assert "promoted: version 1 is champion (signed off by bob@example.com at " in shown
+    assert "applied by the approval sensor's run" in shown
 
     # The model card carries the approval record.
     mlflow = registry.mlflow()
