@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from ml_platform.resources import Governance, ModelRegistry, Warehouse
-from ml_platform.runner import DAILY_JOB, process_approvals, run_lifecycle
+from ml_platform.runner import DAILY_JOB, dagster_instance, load_definitions, process_approvals, run_lifecycle
 from ml_platform.settings import PROJECT_ROOT
 from ml_platform.status import model_status
 from ml_platform_tests.conftest import write_config
@@ -94,6 +94,15 @@ def test_sign_off_promotes_only_allowed_unchanged_gated_versions_and_rollback_is
     shown = capsys.readouterr().out
     assert "promoted: version 1 is champion (signed off by bob@example.com at " in shown
     assert "applied by the approval sensor's run" in shown
+    # A second run of one sign-off (the daemon's sensor and `approve` at the same moment) changes nothing. Judged
+    # again, it was refused against the champion it had just become: tagged refused, alerted.
+    with dagster_instance() as instance:
+        again = load_definitions().resolve_job_def("approval_job").execute_in_process(
+            run_config={"ops": {"apply_approval": {"config": {"version": "1"}}}}, instance=instance)
+    assert again.output_for_node("apply_approval") == {
+        "version": "1", "promoted": True, "reason": "approved by bob@example.com; it is champion already: nothing to apply"}
+    assert registry.version("churn", "1").tags["approval_state"] == "approved"
+    assert sorted(r["actor"] for r in audit("approval_refused")) == ["alice@example.com", "mallory@example.com"]
 
     # The model card carries the approval record.
     mlflow = registry.mlflow()

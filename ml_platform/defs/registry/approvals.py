@@ -33,11 +33,17 @@ def apply_approval(context: dg.OpExecutionContext, config: ApprovalRequest, proj
     if mv is None:
         raise dg.Failure(f"model '{name}' has no version {version}")
     tags = mv.tags
+    champion_now = registry.champion_version(name)
+    if champion_now == version:
+        # Nothing to apply, and nothing to refuse: e.g. a second run of one sign-off (the daemon's sensor and
+        # `ml-platform approve` at the same moment), which, judged again, was refused against the champion it had
+        # just become, and tagged so.
+        how = f"approved by {tags['approved_by']}; " if tags.get("approval_state") == "approved" else ""
+        return {"version": version, "promoted": True, "reason": f"{how}it is champion already: nothing to apply"}
     with tempfile.TemporaryDirectory() as tmp:
         report = registry.mlflow().artifacts.download_artifacts(
             run_id=tags["training_run_id"], artifact_path="evaluation/evaluation.json", dst_path=tmp)
         evidence_now = evidence_fingerprint(tags, Path(report).read_bytes())
-    champion_now = registry.champion_version(name)
     verdict = check_approval(tags=tags, approvers=cfg.governance.approvers, current_evidence=evidence_now,
                              champion_now=champion_now)
     approver = tags.get("approver", "").strip() or "unknown"
